@@ -1,0 +1,52 @@
+"""The `repairml` command: one entry point to every user-facing operation.
+
+  repairml data generate --rows N --seed S --out DIR [--spans K]
+  repairml run [--config PATH] [--summary PATH]
+  repairml schema diff [--config PATH]
+"""
+
+import argparse
+import sys
+from typing import List, Optional
+
+COMMANDS = {
+    ('data', 'generate'): 'write a synthetic diagnostic-session data set',
+    ('run',): 'run the whole pipeline locally',
+    ('schema', 'diff'): 'diff the schema SchemaGen proposes against the '
+                        'curated one',
+}
+
+
+def _usage() -> str:
+  lines = ['usage: repairml COMMAND [options]', '', 'commands:']
+  lines += [f'  {" ".join(words):<16} {help_text}'
+            for words, help_text in COMMANDS.items()]
+  lines.append('\nUse `repairml COMMAND --help` for the options of a command.')
+  return '\n'.join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  for words in COMMANDS:
+    if tuple(argv[:len(words)]) == words:
+      rest = argv[len(words):]
+      # Each command imports its own dependencies only when it runs.
+      if words == ('data', 'generate'):
+        from data import generator  # pylint: disable=g-import-not-at-top
+        return generator.main(rest)
+      if words == ('run',):
+        import local_runner  # pylint: disable=g-import-not-at-top
+        return local_runner.main(rest)
+      if words == ('schema', 'diff'):
+        from pipeline import schema_diff  # pylint: disable=g-import-not-at-top
+        return schema_diff.main(rest)
+  if argv in ([], ['-h'], ['--help']):
+    print(_usage())
+    return 0
+  print(f'repairml: unknown command {" ".join(argv)!r}\n\n{_usage()}',
+        file=sys.stderr)
+  return 2
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,65 @@
+"""The multi-label Keras model: one sigmoid output per part or operation.
+
+Inputs are the Transform outputs (see preprocessing/transform.py): z-scored
+numeric values with missing indicators, ids of categorical features, and padded
+id lists of multivalent features such as DTCs and symptoms. Each categorical
+feature gets an embedding; each list feature an embedding summed over the
+values present in the row (a bag of DTCs). Dense layers with dropout lead to
+`probabilities`, one sigmoid per label in label-vocabulary order.
+"""
+
+from typing import Any, Dict
+
+import keras
+from keras import layers, ops
+
+from preprocessing import transform
+
+PROBABILITIES = 'probabilities'
+
+
+def build_model(model_settings: Dict[str, Any], vocabulary_sizes: Dict[str, int],
+                hparams: Dict[str, Any]) -> keras.Model:
+  """Builds and compiles the model.
+
+  Args:
+    model_settings: the Trainer's custom_config (see pipeline/settings.py).
+    vocabulary_sizes: vocabulary size of each categorical and list feature,
+      without the out-of-vocabulary bucket.
+    hparams: values of the names in models/hyperparameters.py.
+  """
+  features = model_settings['features']
+  inputs, encoded = {}, []
+  for name in features['numeric']:
+    for key in (transform.transformed_name(name),
+                transform.transformed_name(name + transform.MISSING_SUFFIX)):
+      inputs[key] = keras.Input(shape=(1,), dtype='float32', name=key)
+      encoded.append(inputs[key])
+  for name in features['categorical'] + features['multivalent']:
+    width = 1 if name in features['categorical'] else features[
+        'max_values_per_row']
+    key = transform.transformed_name(name)
+    ids = inputs[key] = keras.Input(shape=(width,), dtype='int64', name=key)
+    # +2: the padding id 0 and the out-of-vocabulary bucket.
+    embedded = layers.Embedding(vocabulary_sizes[name] + 2,
+                                hparams['embedding_dim'],
+                                name=f'{name}_embedding')(ids)
+    present = ops.expand_dims(
+        ops.cast(ops.not_equal(ids, transform.PADDING_ID), 'float32'), -1)
+    encoded.append(ops.sum(embedded * present, axis=1))
+
+  hidden = layers.Concatenate(name='session_encoding')(encoded)
+  for i in range(hparams['hidden_layers']):
+    hidden = layers.Dense(hparams['hidden_units'], activation='relu',
+                          name=f'hidden_{i}')(hidden)
+    hidden = layers.Dropout(hparams['dropout'])(hidden)
+  probabilities = layers.Dense(len(model_settings['label_vocabulary']),
+                               activation='sigmoid', name=PROBABILITIES)(hidden)
+
+  model = keras.Model(inputs=inputs, outputs=probabilities)
+  model.compile(
+      optimizer=keras.optimizers.Adam(hparams['learning_rate']),
+      loss=keras.losses.BinaryCrossentropy(),
+      metrics=[keras.metrics.F1Score(average='macro', threshold=0.5,
+                                     name='macro_f1')])
+  return model

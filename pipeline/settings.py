@@ -1,0 +1,63 @@
+"""Turns the run's Config into the plain-JSON settings each component receives.
+
+Transform, Tuner and Trainer import their user code from the installed
+repairml packages, so TFX's cache cannot see a change to that code by itself.
+Every settings dict therefore carries `code_version`, a hash of the sources the
+components run: changed code means changed execution properties, a cache miss
+and a new lineage record.
+"""
+
+import dataclasses
+import hashlib
+import os
+import subprocess
+from typing import Any, Dict
+
+from pipeline.config import Config
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The packages whose code runs inside Transform, Tuner and Trainer.
+COMPONENT_CODE_PACKAGES = ('preprocessing', 'models')
+
+
+def code_version() -> Dict[str, str]:
+  """The source hash of the component code, and the git commit if known."""
+  digest = hashlib.sha256()
+  for package in COMPONENT_CODE_PACKAGES:
+    package_dir = os.path.join(PROJECT_ROOT, package)
+    for folder, dirs, files in sorted(os.walk(package_dir)):
+      dirs.sort()
+      for name in sorted(f for f in files if f.endswith('.py')):
+        path = os.path.join(folder, name)
+        digest.update(os.path.relpath(path, PROJECT_ROOT).encode())
+        with open(path, 'rb') as f:
+          digest.update(f.read())
+  return {'source_sha256': digest.hexdigest()[:16], 'git_commit': _git_commit()}
+
+
+def _git_commit() -> str:
+  try:
+    result = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, check=True)
+  except (OSError, subprocess.CalledProcessError):
+    return 'unknown'
+  return result.stdout.strip()
+
+
+def transform_settings(config: Config) -> Dict[str, Any]:
+  """Transform's custom_config: the features and the label vocabulary."""
+  return {
+      'features': dataclasses.asdict(config.features),
+      'label_column': config.label.column,
+      'label_vocabulary': list(config.label.vocabulary),
+      'code_version': code_version()['source_sha256'],
+  }
+
+
+def model_settings(config: Config) -> Dict[str, Any]:
+  """Tuner's and Trainer's custom_config: transform settings plus training."""
+  return {
+      **transform_settings(config),
+      'training': dataclasses.asdict(config.training),
+      'tuning': dataclasses.asdict(config.tuning),
+  }

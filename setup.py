@@ -1,0 +1,19 @@
+"""Packages repairml: the `repairml` command, and the code Beam workers and the
+component image need (`--setup_file=./setup.py` ships it to Dataflow)."""
+
+import setuptools
+
+setuptools.setup(
+    name='repairml',
+    version='0.1.0',
+    description='Recommends the parts and repair operations a car needs, '
+    'from a workshop diagnostic session; a TFX pipeline and its system.',
+    python_requires='>=3.9,<3.11',
+    packages=setuptools.find_packages(
+        include=['data', 'data.*', 'models', 'models.*', 'pipeline',
+                 'pipeline.*', 'preprocessing', 'preprocessing.*']),
+    py_modules=['cli', 'local_runner'],
+    # Dependencies are pinned in requirements.lock and installed from it.
+    install_requires=[],
+    entry_points={'console_scripts': ['repairml = cli:main']},
+)
