@@ -5,9 +5,12 @@ macro and micro F1, per-label precision/recall/F1 keyed by label name, the
 example count, and the macro F1 of every slice.
 """
 
+import math
 from typing import Any, Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
+
+from pipeline import multilabel_metrics
 
 CANDIDATE = 'candidate'
 BASELINE = 'baseline'
@@ -34,7 +37,10 @@ def read_metrics(evaluation_uri: str,
         continue
       # A lone model is unnamed; TFX names it 'candidate' next to a baseline.
       model = models.setdefault(key.model_name or CANDIDATE, _empty())
-      _record(model, name, key, entry.value.double_value.value, label_names)
+      value = entry.value.double_value.value
+      # An undefined metric (a label absent from a slice) is None, not NaN.
+      _record(model, name, key, None if math.isnan(value) else value,
+              label_names)
   return models
 
 
@@ -43,21 +49,16 @@ def _empty() -> Dict[str, Any]:
           'per_label': {}, 'slices': {}}
 
 
-def _record(model, slice_label: str, key, value: float,
+def _record(model, slice_label: str, key, value: Optional[float],
             label_names: List[str]) -> None:
-  aggregation = key.aggregation_type
   if slice_label != OVERALL:
-    if key.name == 'f1_score' and aggregation.macro_average:
-      model['slices'].setdefault(slice_label, {})['macro_f1'] = value
-    elif key.name == 'example_count':
-      model['slices'].setdefault(slice_label, {})['example_count'] = value
+    if key.name in (multilabel_metrics.MACRO_F1, 'example_count'):
+      model['slices'].setdefault(slice_label, {})[key.name] = value
     return
   if key.name == 'example_count':
     model['example_count'] = int(value)
-  elif key.name == 'f1_score' and aggregation.macro_average:
-    model['macro_f1'] = value
-  elif key.name == 'f1_score' and aggregation.micro_average:
-    model['micro_f1'] = value
+  elif key.name in (multilabel_metrics.MACRO_F1, multilabel_metrics.MICRO_F1):
+    model[key.name] = value
   elif key.sub_key.HasField('class_id'):
     label = label_names[key.sub_key.class_id.value]
     model['per_label'].setdefault(label, {})[key.name] = value

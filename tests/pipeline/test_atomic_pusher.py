@@ -1,0 +1,254 @@
+"""The atomic pusher: complete version directories or none, increasing versions, and pushes only of blessed, new models."""
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from tfx.proto import pusher_pb2
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from pipeline.components import atomic_pusher
+from pipeline.components.atomic_pusher import (PROVENANCE_FILE, Executor,
+                                               latest_version, push_atomically,
+                                               read_provenance)
+
+MODEL_FILES = {
+    'saved_model.pb': b'\x08\x01graph',
+    'fingerprint.pb': b'fingerprint',
+    'variables/variables.index': b'index',
+    'variables/variables.data-00000-of-00001': b'\x00' * 4096,
+    'assets/labels.txt': b'part:dpf\nop:replace_dpf\n',
+}
+
+
+def _write_model(model_dir: Path) -> Path:
+  for name, content in MODEL_FILES.items():
+    path = model_dir / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+  return model_dir
+
+
+def _tree(root: Path) -> dict:
+  return {str(p.relative_to(root)): p.read_bytes()
+          for p in sorted(root.rglob('*')) if p.is_file()}
+
+
+@pytest.fixture
+def model_dir(tmp_path) -> Path:
+  return _write_model(tmp_path / 'model')
+
+
+@pytest.fixture
+def serving_dir(tmp_path) -> Path:
+  return tmp_path / 'serving'
+
+
+def test_push_copies_the_whole_model_and_its_provenance(model_dir,
+                                                        serving_dir):
+  before = int(time.time())
+
+  target = push_atomically(str(model_dir), str(serving_dir),
+                           {'model_uri': str(model_dir)})
+
+  version = int(os.path.basename(target))
+  assert os.path.dirname(target) == str(serving_dir)
+  assert version >= before
+  copied = _tree(Path(target))
+  provenance = json.loads(copied.pop(PROVENANCE_FILE))
+  assert copied == MODEL_FILES
+  assert provenance == {'model_uri': str(model_dir), 'version': version}
+  assert read_provenance(target) == provenance
+  assert sorted(os.listdir(serving_dir)) == [str(version)]
+
+
+def test_each_push_gets_a_higher_version_and_keeps_the_earlier_ones(
+    model_dir, serving_dir):
+  first = push_atomically(str(model_dir), str(serving_dir), {'push': 1})
+  second = push_atomically(str(model_dir), str(serving_dir), {'push': 2})
+  third = push_atomically(str(model_dir), str(serving_dir), {'push': 3})
+
+  versions = [int(os.path.basename(p)) for p in (first, second, third)]
+  assert versions == sorted(set(versions))
+  assert latest_version(str(serving_dir)) == versions[-1]
+  assert sorted(os.listdir(serving_dir)) == sorted(str(v) for v in versions)
+  assert [read_provenance(p)['push'] for p in (first, second, third)] == [
+      1, 2, 3]
+
+
+def test_a_version_older_than_the_clock_is_outranked_by_time(model_dir,
+                                                             serving_dir):
+  (serving_dir / '7').mkdir(parents=True)
+
+  target = push_atomically(str(model_dir), str(serving_dir), {})
+
+  assert int(os.path.basename(target)) >= int(time.time()) - 5
+
+
+def test_a_version_ahead_of_the_clock_is_still_exceeded(model_dir,
+                                                        serving_dir):
+  future = int(time.time()) + 10_000
+  (serving_dir / str(future)).mkdir(parents=True)
+
+  target = push_atomically(str(model_dir), str(serving_dir), {})
+
+  assert os.path.basename(target) == str(future + 1)
+
+
+def _fail_after_first_file(real_copy2):
+  copied = []
+
+  def copy(src, dst, **kwargs):
+    if copied:
+      raise OSError(28, 'No space left on device')
+    copied.append(src)
+    return real_copy2(src, dst, **kwargs)
+
+  return copy, copied
+
+
+def test_failure_mid_copy_leaves_no_version_and_no_staging(
+    model_dir, serving_dir, monkeypatch):
+  previous = push_atomically(str(model_dir), str(serving_dir), {'push': 1})
+  previous_tree = _tree(Path(previous))
+  real_copytree = shutil.copytree
+  failing_copy, copied = _fail_after_first_file(shutil.copy2)
+
+  def copytree(src, dst, symlinks=False, ignore=None, copy_function=None,
+               *args, **kwargs):
+    del copy_function  # every file, also in subdirectories, goes through ours
+    return real_copytree(src, dst, symlinks, ignore, failing_copy, *args,
+                         **kwargs)
+
+  monkeypatch.setattr(shutil, 'copytree', copytree)
+
+  with pytest.raises(OSError, match='No space left'):
+    push_atomically(str(model_dir), str(serving_dir), {'push': 2})
+
+  assert len(copied) == 1  # the failure came after a partial copy
+  assert os.listdir(serving_dir) == [os.path.basename(previous)]
+  assert _tree(Path(previous)) == previous_tree
+
+
+def test_failure_writing_provenance_leaves_no_version_and_no_staging(
+    model_dir, serving_dir):
+  with pytest.raises(TypeError):
+    push_atomically(str(model_dir), str(serving_dir),
+                    {'model_uri': object()})  # not JSON serializable
+
+  assert os.listdir(serving_dir) == []
+  assert latest_version(str(serving_dir)) is None
+
+
+def test_a_stale_staging_directory_is_not_a_version(model_dir, serving_dir):
+  stale = serving_dir / f'.staging-{int(time.time())}'
+  stale.mkdir(parents=True)
+  (stale / 'saved_model.pb').write_bytes(b'half')
+
+  assert latest_version(str(serving_dir)) is None
+
+
+def test_latest_version_ignores_non_numeric_entries(serving_dir):
+  for name in ('3', '12', '1700000000x', 'latest', '.staging-99', 'v100'):
+    (serving_dir / name).mkdir(parents=True)
+
+  assert latest_version(str(serving_dir)) == 12
+
+
+def test_latest_version_of_a_missing_directory_is_none(tmp_path):
+  assert latest_version(str(tmp_path / 'absent')) is None
+
+
+def test_provenance_of_a_version_without_it_is_empty(tmp_path):
+  assert read_provenance(str(tmp_path)) == {}
+
+
+# --- The executor, with real artifacts -----------------------------------------
+
+
+def _model_artifact(tmp_path: Path, name: str, artifact_id: int):
+  model = standard_artifacts.Model()
+  model.uri = str(tmp_path / name)
+  model.id = artifact_id
+  _write_model(tmp_path / name / 'Format-Serving')
+  return model
+
+
+def _blessing(tmp_path: Path, blessed: int):
+  blessing = standard_artifacts.ModelBlessing()
+  blessing.uri = str(tmp_path / f'blessing-{blessed}')
+  blessing.set_int_custom_property('blessed', blessed)
+  return blessing
+
+
+def _push(model, blessing, serving_dir: Path):
+  pushed = standard_artifacts.PushedModel()
+  pushed.uri = str(serving_dir.parent / 'pushed_model')
+  destination = pusher_pb2.PushDestination(
+      filesystem=pusher_pb2.PushDestination.Filesystem(
+          base_directory=str(serving_dir)))
+  Executor().Do({'model': [model], 'model_blessing': [blessing]},
+                {'pushed_model': [pushed]},
+                {'push_destination': proto_utils.proto_to_json(destination),
+                 'custom_config': 'null'})
+  return pushed
+
+
+def test_executor_pushes_a_blessed_model(tmp_path, serving_dir):
+  model = _model_artifact(tmp_path, 'model-1', artifact_id=11)
+
+  pushed = _push(model, _blessing(tmp_path, 1), serving_dir)
+
+  version = latest_version(str(serving_dir))
+  target = serving_dir / str(version)
+  assert pushed.get_int_custom_property('pushed') == 1
+  assert pushed.get_string_custom_property('pushed_destination') == str(target)
+  assert pushed.get_string_custom_property('pushed_version') == str(version)
+  provenance = read_provenance(str(target))
+  assert provenance['model_uri'] == os.path.join(model.uri, 'Format-Serving')
+  assert provenance['model_artifact_id'] == 11
+  copied = _tree(target)
+  copied.pop(PROVENANCE_FILE)
+  assert copied == MODEL_FILES
+
+
+def test_executor_does_not_push_an_unblessed_model(tmp_path, serving_dir):
+  model = _model_artifact(tmp_path, 'model-1', artifact_id=11)
+
+  pushed = _push(model, _blessing(tmp_path, 0), serving_dir)
+
+  assert pushed.get_int_custom_property('pushed') == 0
+  assert not pushed.has_custom_property('pushed_destination')
+  assert not serving_dir.exists() or os.listdir(serving_dir) == []
+
+
+def test_pushing_the_latest_model_again_adds_no_version(tmp_path, serving_dir):
+  model = _model_artifact(tmp_path, 'model-1', artifact_id=11)
+  first = _push(model, _blessing(tmp_path, 1), serving_dir)
+
+  again = _push(model, _blessing(tmp_path, 1), serving_dir)
+
+  assert len(os.listdir(serving_dir)) == 1
+  assert again.get_int_custom_property('pushed') == 1
+  assert again.get_string_custom_property('pushed_destination') == (
+      first.get_string_custom_property('pushed_destination'))
+
+
+def test_a_new_model_after_the_latest_gets_a_new_version(tmp_path,
+                                                         serving_dir):
+  first = _push(_model_artifact(tmp_path, 'model-1', artifact_id=11),
+                _blessing(tmp_path, 1), serving_dir)
+
+  second = _push(_model_artifact(tmp_path, 'model-2', artifact_id=12),
+                 _blessing(tmp_path, 1), serving_dir)
+
+  first_version = int(first.get_string_custom_property('pushed_version'))
+  second_version = int(second.get_string_custom_property('pushed_version'))
+  assert second_version > first_version
+  assert latest_version(str(serving_dir)) == second_version
+  assert read_provenance(str(serving_dir / str(second_version)))[
+      'model_artifact_id'] == 12
