@@ -1,0 +1,208 @@
+"""End to end: the real local pipeline on a small generated data set.
+
+One module-scoped workspace runs the pipeline several times, as a user would:
+a first run that pushes, an identical rerun served from TFX's cache, a run on
+corrupted data that the gate stops, and a run with a deliberately weakened
+model that must not replace the pushed one.
+"""
+
+import json
+import os
+
+import pyarrow
+import pyarrow.parquet
+import pytest
+import tensorflow as tf
+import yaml
+
+import local_runner
+from data.generator import generate_sessions, write_spans
+from pipeline.config import load_config
+
+pytestmark = pytest.mark.slow
+
+ALL_COMPONENTS = {
+    'FileBasedExampleGen', 'CuratedSchema', 'StatisticsGen', 'ProposedSchema',
+    'ExampleValidator', 'DataGate', 'Transform', 'Tuner', 'Trainer',
+    'LatestBlessedModel', 'Evaluator', 'Pusher'
+}
+
+
+def _write_config(workspace, name: str, data_root: str, **overrides) -> str:
+  with open('configs/local.yaml', encoding='utf-8') as f:
+    raw = yaml.safe_load(f)
+  raw['data']['root'] = data_root
+  raw['paths'] = {
+      'pipeline_root': str(workspace / 'pipeline'),
+      'metadata': str(workspace / 'metadata.sqlite'),
+      'serving_dir': str(workspace / 'serving'),
+      'log_file': str(workspace / 'logs' / f'{name}.log'),
+  }
+  raw['training'].update(train_steps=150, eval_steps=5, batch_size=64)
+  raw['tuning'].update(max_trials=1, steps_per_trial=20)
+  raw['evaluation']['macro_f1_lower_bound'] = 0.0
+  for section, values in overrides.items():
+    if isinstance(values, dict):
+      raw[section].update(values)
+    else:
+      raw[section] = values
+  path = workspace / f'{name}.yaml'
+  path.write_text(yaml.safe_dump(raw), encoding='utf-8')
+  return str(path)
+
+
+def _versions(serving_dir: str):
+  return sorted(name for name in os.listdir(serving_dir) if name.isdigit())
+
+
+@pytest.fixture(scope='module')
+def workspace(tmp_path_factory):
+  root = tmp_path_factory.mktemp('e2e')
+  write_spans(generate_sessions(3000, seed=5, spans=2), root / 'sessions')
+  return root
+
+
+@pytest.fixture(scope='module')
+def first_run(workspace):
+  config = load_config(_write_config(workspace, 'first',
+                                     str(workspace / 'sessions')))
+  summary_path = str(workspace / 'first_summary.json')
+  summary = local_runner.run_pipeline(config, summary_path)
+  return config, summary, summary_path
+
+
+def test_first_run_pushes_a_model_that_loads_and_predicts(first_run, workspace):
+  config, summary, summary_path = first_run
+  assert summary.status == 'pushed', summary.error
+  assert summary.exit_code == 0
+  assert summary.blessed is True
+  assert summary.anomalies == []
+  assert set(summary.component_seconds) == ALL_COMPONENTS
+  assert summary.cached_components == []
+  assert summary.baseline_metrics is None
+  metrics = summary.metrics
+  assert 0.0 < metrics['macro_f1'] <= 1.0
+  assert 0.0 < metrics['micro_f1'] <= 1.0
+  assert set(metrics['per_label']) == set(config.label.vocabulary)
+
+  with open(summary_path, encoding='utf-8') as f:
+    written = json.load(f)
+  for key in ('run_id', 'status', 'blessed', 'pushed_model_dir', 'anomalies',
+              'metrics', 'baseline_metrics', 'component_seconds',
+              'cached_components'):
+    assert key in written
+  assert written['status'] == 'pushed'
+
+  (version,) = _versions(config.paths.serving_dir)
+  assert summary.pushed_model_dir == os.path.join(config.paths.serving_dir,
+                                                  version)
+  model = tf.saved_model.load(summary.pushed_model_dir)
+  sessions = generate_sessions(4, seed=99).drop(columns=['repair_labels'])
+  probabilities = model.signatures['serving_default'](
+      examples=tf.constant([_serialized(row) for _, row in
+                            sessions.iterrows()]))['probabilities'].numpy()
+  assert probabilities.shape == (4, config.num_labels)
+  assert ((probabilities >= 0) & (probabilities <= 1)).all()
+
+
+def test_metadata_records_an_execution_for_every_component(first_run):
+  import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  from tfx.orchestration import metadata  # pylint: disable=g-import-not-at-top
+  from pipeline import run_summary  # pylint: disable=g-import-not-at-top
+  config, summary, _ = first_run
+  store = mlmd.MetadataStore(
+      metadata.sqlite_metadata_connection_config(config.paths.metadata))
+  run = run_summary.read_run(store, store.get_context_by_type_and_name(
+      'pipeline_run', summary.run_id))
+  assert set(run.states) == ALL_COMPONENTS
+  assert set(run.states.values()) == {metadata_store_pb2.Execution.COMPLETE}
+
+
+def test_identical_rerun_comes_from_the_cache(first_run, workspace):
+  config, first, _ = first_run
+  summary = local_runner.run_pipeline(config)
+  assert summary.status == 'pushed', summary.error
+  assert {'FileBasedExampleGen', 'StatisticsGen', 'DataGate', 'Transform',
+          'Tuner', 'Trainer'} <= set(summary.cached_components)
+  # The same model is not pushed again as a new version.
+  assert summary.pushed_model_dir == first.pushed_model_dir
+  assert len(_versions(config.paths.serving_dir)) == 1
+
+
+def test_corrupted_data_stops_at_the_gate_and_pushes_nothing(
+    first_run, workspace):
+  config, _, _ = first_run
+  before = _versions(config.paths.serving_dir)
+  corrupted = generate_sessions(600, seed=6)
+  corrupted['country'] = 'XX'          # an unseen category flood
+  corrupted = corrupted.drop(columns=['engine_type'])  # a missing column
+  os.makedirs(workspace / 'corrupted' / 'span-0')
+  pyarrow.parquet.write_table(
+      pyarrow.Table.from_pandas(corrupted, preserve_index=False),
+      workspace / 'corrupted' / 'span-0' / 'sessions.parquet')
+  config_path = _write_config(workspace, 'corrupted',
+                              str(workspace / 'corrupted'))
+
+  exit_code = local_runner.main(['--config', config_path, '--summary',
+                                 str(workspace / 'corrupted_summary.json')])
+
+  assert exit_code == 4
+  with open(workspace / 'corrupted_summary.json', encoding='utf-8') as f:
+    summary = json.load(f)
+  assert summary['status'] == 'data_anomalies'
+  flagged = {anomaly['feature'] for anomaly in summary['anomalies']}
+  assert {'country', 'engine_type'} <= flagged
+  assert 'Transform' not in summary['component_seconds']
+  assert summary['pushed_model_dir'] is None
+  assert _versions(config.paths.serving_dir) == before
+
+
+def test_a_model_worse_than_the_baseline_is_not_blessed_or_pushed(
+    first_run, workspace):
+  config, first, _ = first_run
+  before = _versions(config.paths.serving_dir)
+  # With the country alone the model cannot tell repairs apart: it falls to
+  # base rates, recommends nothing, and its macro F1 drops to zero.
+  weakened = _write_config(
+      workspace, 'weakened', str(workspace / 'sessions'),
+      features={'numeric': [], 'categorical': ['country'], 'multivalent': []},
+      slices=[['country']])
+
+  summary = local_runner.run_pipeline(load_config(weakened))
+
+  assert summary.status == 'not_blessed', summary.error
+  assert summary.exit_code == 3
+  assert summary.blessed is False
+  assert summary.metrics['macro_f1'] < summary.baseline_metrics['macro_f1']
+  assert summary.baseline_metrics['macro_f1'] == pytest.approx(
+      first.metrics['macro_f1'])
+  assert summary.pushed_model_dir is None
+  assert _versions(config.paths.serving_dir) == before
+
+
+def test_missing_data_is_a_clear_error_before_anything_runs(workspace, capsys):
+  config_path = _write_config(workspace, 'nodata', str(workspace / 'nowhere'))
+  assert local_runner.main(['--config', config_path]) == 2
+  err = capsys.readouterr().err
+  assert 'no files match' in err and 'nowhere' in err
+  assert 'Traceback' not in err
+
+
+def _serialized(row) -> bytes:
+  feature = {}
+  for name, value in row.items():
+    values = list(value) if isinstance(value, (list, tuple)) or hasattr(
+        value, 'tolist') and not isinstance(value, str) else [value]
+    values = [v for v in values if v == v]  # drop NaN (a missing reading)
+    if values and isinstance(values[0], str):
+      feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(
+          value=[v.encode() for v in values]))
+    elif values and isinstance(values[0], float):
+      feature[name] = tf.train.Feature(float_list=tf.train.FloatList(
+          value=values))
+    elif values:
+      feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(
+          value=[int(v) for v in values]))
+  return tf.train.Example(features=tf.train.Features(
+      feature=feature)).SerializeToString()
