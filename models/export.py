@@ -1,8 +1,10 @@
 """Exports the trained model as a SavedModel with its transform graph.
 
 Signatures:
-- `serving_default`: serialized tf.Example strings under `examples` (no label
-  needed) -> `probabilities` [batch, num_labels], in label-vocabulary order.
+- `serving_default`: serialized tf.Example strings under `examples` ->
+  `probabilities` [batch, num_labels], in label-vocabulary order. It parses
+  only the features of the schema's SERVING environment: no label, and none
+  of the columns the schema marks absent at serving.
 - `transform_features`: serialized tf.Example strings -> the Transform outputs,
   including the multi-hot label; TFMA uses it to get labels for evaluation.
 
@@ -11,7 +13,7 @@ one name per line in output order.
 """
 
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Set
 
 import keras
 import tensorflow as tf
@@ -20,6 +22,15 @@ import tensorflow_transform as tft
 from models.model import PROBABILITIES
 
 LABELS_ASSET = 'labels.txt'
+
+
+SERVING_ENVIRONMENT = 'SERVING'
+
+
+def absent_at_serving(schema) -> Set[str]:
+  """Features the schema declares absent in the SERVING environment."""
+  return {feature.name for feature in schema.feature
+          if SERVING_ENVIRONMENT in feature.not_in_environment}
 
 
 class RepairModel(tf.Module):
@@ -35,7 +46,9 @@ class RepairModel(tf.Module):
     self._model_inputs = [i.name for i in model.inputs]
     raw_spec = transform_output.raw_feature_spec()
     self._raw_spec = raw_spec
-    self._serving_spec = {k: v for k, v in raw_spec.items() if k != label_column}
+    absent = absent_at_serving(transform_output.raw_metadata.schema)
+    self._serving_spec = {k: v for k, v in raw_spec.items()
+                          if k not in absent | {label_column}}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
                                               name='examples')])

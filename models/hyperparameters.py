@@ -24,9 +24,13 @@ def search_space(model_settings: Dict[str, Any]) -> keras_tuner.HyperParameters:
   hp = keras_tuner.HyperParameters()
   hp.Float('learning_rate', 1e-3, 1e-2, sampling='log',
            default=start['learning_rate'])
-  hp.Choice('hidden_units', [64, 128, 256], default=start['hidden_units'])
-  hp.Int('hidden_layers', 1, 3, default=start['hidden_layers'])
-  hp.Choice('embedding_dim', [8, 16, 32], default=start['embedding_dim'])
+  # The configured values join the choices, so any valid configuration tunes.
+  hp.Choice('hidden_units', sorted({64, 128, 256, start['hidden_units']}),
+            default=start['hidden_units'])
+  hp.Int('hidden_layers', 1, max(3, start['hidden_layers']),
+         default=start['hidden_layers'])
+  hp.Choice('embedding_dim', sorted({8, 16, 32, start['embedding_dim']}),
+            default=start['embedding_dim'])
   hp.Float('dropout', 0.0, 0.3, step=0.1, default=start['dropout'])
   return hp
 

@@ -1,7 +1,7 @@
 """The Trainer's run_fn: trains the multi-label model and exports it."""
 
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import keras
 import tensorflow as tf
@@ -13,8 +13,20 @@ from models import export, hyperparameters
 from models.model import build_model
 from preprocessing import transform
 
-# Steps per Keras epoch: the unit of validation and logging during training.
+# About this many steps make one Keras epoch: the unit of validation and
+# logging during training.
 STEPS_PER_EPOCH = 250
+
+
+def epochs_for(steps: int) -> Tuple[int, int]:
+  """(epochs, steps per epoch) that run exactly `steps` steps.
+
+  Keras epochs are all the same length, so the epoch count divides `steps`;
+  among the divisors, the epoch length nearest STEPS_PER_EPOCH wins.
+  """
+  divisors = [e for e in range(1, steps + 1) if steps % e == 0]
+  epochs = min(divisors, key=lambda e: abs(steps // e - STEPS_PER_EPOCH))
+  return epochs, steps // epochs
 
 
 def input_dataset(file_pattern: List[str], data_accessor,
@@ -52,10 +64,9 @@ def datasets(fn_args: tfx.components.FnArgs, model_settings: Dict[str, Any],
 
 def fit(model: keras.Model, train, evaluation, train_steps: int,
         eval_steps: int, callbacks=()) -> keras.callbacks.History:
-  """Fits for `train_steps` steps, validating every STEPS_PER_EPOCH steps."""
-  steps_per_epoch = min(STEPS_PER_EPOCH, train_steps)
-  return model.fit(train, steps_per_epoch=steps_per_epoch,
-                   epochs=max(1, train_steps // steps_per_epoch),
+  """Fits for exactly `train_steps` steps, validating after every epoch."""
+  epochs, steps_per_epoch = epochs_for(train_steps)
+  return model.fit(train, steps_per_epoch=steps_per_epoch, epochs=epochs,
                    validation_data=evaluation, validation_steps=eval_steps,
                    callbacks=list(callbacks), verbose=2)
 

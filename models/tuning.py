@@ -26,14 +26,14 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
       project_name='repair_model_tuning')
   train, evaluation = training.datasets(fn_args, model_settings,
                                         transform_output, settings['batch_size'])
-  steps = budget['steps_per_trial']
+  epochs, steps_per_epoch = training.epochs_for(budget['steps_per_trial'])
   return tfx.components.TunerFnResult(
       tuner=tuner,
       fit_kwargs={
           'x': train,
           'validation_data': evaluation,
-          'steps_per_epoch': min(training.STEPS_PER_EPOCH, steps),
-          'epochs': max(1, steps // training.STEPS_PER_EPOCH),
+          'steps_per_epoch': steps_per_epoch,
+          'epochs': epochs,
           'validation_steps': settings['eval_steps'],
           'verbose': 2,
       })

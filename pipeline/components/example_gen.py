@@ -44,12 +44,16 @@ def _session_id(example: tf.train.Example, id_column: str) -> bytes:
   return str(feature.int64_list.value[0]).encode()
 
 
+def _is_missing(value) -> bool:
+  return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def row_to_example(row) -> tf.train.Example:
-  """A parquet row as a tf.Example; None and empty lists become empty features."""
+  """A parquet row as a tf.Example; None, NaN and [] become empty features."""
   features = {}
   for name, value in row.items():
     values = value if isinstance(value, (list, tuple)) else [value]
-    values = [v for v in values if v is not None]
+    values = [v for v in values if not _is_missing(v)]
     feature = tf.train.Feature()
     if values and isinstance(values[0], (str, bytes)):
       feature.bytes_list.value.extend(
@@ -57,8 +61,7 @@ def row_to_example(row) -> tf.train.Example:
     elif values and isinstance(values[0], (bool, int)):
       feature.int64_list.value.extend(int(v) for v in values)
     elif values:
-      feature.float_list.value.extend(
-          float(v) for v in values if not math.isnan(v))
+      feature.float_list.value.extend(float(v) for v in values)
     features[name] = feature
   return tf.train.Example(features=tf.train.Features(feature=features))
 

@@ -208,10 +208,6 @@ INVALID = {
     'beam_arg_without_dashes': (
         lambda raw: raw['beam_args'].append('direct_num_workers=2'),
         ['beam_args[2]', "'direct_num_workers=2'"]),
-    'evaluator_beam_arg_without_dashes': (
-        _set(None, 'evaluator_beam_args', ['--direct_num_workers=2',
-                                           'direct_running_mode=x']),
-        ['evaluator_beam_args[1]', "'direct_running_mode=x'"]),
     'unknown_data_format': (
         _set('data', 'format', 'avro'), ['data.format', "'avro'"]),
     'zero_split_weight': (

@@ -1,4 +1,4 @@
-"""The Evaluator's EvalConfig generated from the run configuration: slices, per-label and aggregate F1, and the blessing threshold."""
+"""The Evaluator's EvalConfig generated from the run configuration: model spec, slices, metrics and the blessing threshold."""
 
 import copy
 from pathlib import Path
@@ -7,17 +7,17 @@ import pytest
 import tensorflow_model_analysis as tfma
 import yaml
 
-from pipeline import evaluation
+from pipeline import evaluation, multilabel_metrics
 from pipeline.config import config_from_dict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+OVERALL = tfma.SlicingSpec()
 
 
 @pytest.fixture(scope='module')
 def config():
   with open(PROJECT_ROOT / 'configs' / 'local.yaml', encoding='utf-8') as f:
-    raw = yaml.safe_load(f)
-  raw = copy.deepcopy(raw)
+    raw = copy.deepcopy(yaml.safe_load(f))
   raw['label']['vocabulary'] = ['part:dpf', 'op:replace_dpf',
                                 'part:brake_pads', 'op:replace_brake_pads']
   raw['slices'] = [['country'], ['engine_type', 'car_model'], ['dtcs']]
@@ -31,8 +31,9 @@ def eval_config(config) -> tfma.EvalConfig:
   return evaluation.eval_config(config)
 
 
-def _specs_with(eval_config, predicate):
-  return [spec for spec in eval_config.metrics_specs if predicate(spec)]
+def _metric_configs(eval_config):
+  return [metric for spec in eval_config.metrics_specs
+          for metric in spec.metrics]
 
 
 def test_model_spec_reads_transformed_label_and_probabilities(eval_config):
@@ -46,79 +47,53 @@ def test_model_spec_reads_transformed_label_and_probabilities(eval_config):
 
 
 def test_slices_are_overall_plus_one_per_configured_slice(eval_config):
-  assert [list(spec.feature_keys) for spec in eval_config.slicing_specs] == [
-      [], ['country'], ['engine_type', 'car_model'], ['dtcs']]
-  assert eval_config.slicing_specs[0] == tfma.SlicingSpec()
+  assert list(eval_config.slicing_specs) == [
+      OVERALL,
+      tfma.SlicingSpec(feature_keys=['country']),
+      tfma.SlicingSpec(feature_keys=['engine_type', 'car_model']),
+      tfma.SlicingSpec(feature_keys=['dtcs']),
+  ]
 
 
-def test_example_count_is_computed(eval_config):
-  names = [m.class_name for spec in eval_config.metrics_specs
-           for m in spec.metrics]
-  assert 'ExampleCount' in names
+def test_metrics_are_example_count_and_the_multi_label_f1(eval_config):
+  assert [(m.class_name, m.module) for m in _metric_configs(eval_config)] == [
+      ('ExampleCount', ''),
+      ('MultiLabelF1', 'pipeline.multilabel_metrics'),
+  ]
 
 
-def test_per_label_metrics_binarize_over_every_label_id(eval_config):
-  (per_label,) = _specs_with(
-      eval_config,
-      lambda s: s.HasField('binarize') and not s.HasField('aggregate'))
-
-  assert list(per_label.binarize.class_ids.values) == [0, 1, 2, 3]
-  assert sorted(m.class_name for m in per_label.metrics) == [
-      'F1Score', 'Precision', 'Recall']
-  assert all(not m.HasField('threshold') and not m.per_slice_thresholds
-             for m in per_label.metrics)
-
-
-def test_macro_f1_weights_every_label_and_carries_the_blessing_threshold(
+def test_the_blessing_threshold_gates_macro_f1_on_the_overall_slice_only(
     eval_config):
-  (macro,) = _specs_with(eval_config,
-                         lambda s: s.aggregate.macro_average)
+  thresholds = tfma.metrics.metric_thresholds_from_metrics_specs(
+      eval_config.metrics_specs, eval_config)
 
-  assert not macro.aggregate.micro_average
-  assert dict(macro.aggregate.class_weights) == {0: 1.0, 1: 1.0, 2: 1.0,
-                                                 3: 1.0}
-  assert not macro.HasField('binarize')  # else each label's F1 is gated too
-  (f1,) = macro.metrics
-  assert f1.class_name == 'F1Score'
+  assert {(key.name, key.is_diff) for key in thresholds} == {
+      (multilabel_metrics.MACRO_F1, False), (multilabel_metrics.MACRO_F1, True)}
+  for key, slices_and_thresholds in thresholds.items():
+    ((slice_spec, threshold),) = slices_and_thresholds
+    assert slice_spec == OVERALL
+    if key.is_diff:
+      assert threshold.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+      assert threshold.absolute.value == pytest.approx(-0.015)
+      assert not threshold.HasField('relative')
+    else:
+      assert threshold.lower_bound.value == pytest.approx(0.42)
+      assert not threshold.HasField('upper_bound')
+
+
+def test_the_threshold_is_not_also_set_for_every_slice(eval_config):
+  (f1,) = [m for m in _metric_configs(eval_config)
+           if m.class_name == 'MultiLabelF1']
+
   assert not f1.HasField('threshold')
-  (per_slice,) = f1.per_slice_thresholds
-  assert list(per_slice.slicing_specs) == [tfma.SlicingSpec()]  # overall only
-  threshold = per_slice.threshold
-  assert threshold.value_threshold.lower_bound.value == pytest.approx(0.42)
-  assert not threshold.value_threshold.HasField('upper_bound')
-  assert threshold.change_threshold.direction == (
-      tfma.MetricDirection.HIGHER_IS_BETTER)
-  assert threshold.change_threshold.absolute.value == pytest.approx(-0.015)
-
-
-def test_micro_f1_has_its_own_spec_without_a_threshold(eval_config):
-  (micro,) = _specs_with(eval_config,
-                         lambda s: s.aggregate.micro_average)
-
-  assert not micro.aggregate.macro_average
-  assert list(micro.binarize.class_ids.values) == [0, 1, 2, 3]
-  (f1,) = micro.metrics
-  assert f1.class_name == 'F1Score'
-  assert not f1.HasField('threshold') and not f1.per_slice_thresholds
-
-
-def test_only_the_macro_f1_gates_the_blessing(eval_config):
-  gated = [(spec.aggregate.macro_average, m.class_name)
-           for spec in eval_config.metrics_specs for m in spec.metrics
-           if m.HasField('threshold') or m.per_slice_thresholds]
-  assert gated == [(True, 'F1Score')]
+  assert [list(t.slicing_specs) for t in f1.per_slice_thresholds] == [
+      [OVERALL]]
 
 
 def test_blessing_threshold_follows_the_configuration(config):
   threshold = evaluation.blessing_threshold(config)
 
-  assert threshold.value_threshold.lower_bound.value == pytest.approx(
-      config.evaluation.macro_f1_lower_bound)
-  assert threshold.change_threshold.absolute.value == pytest.approx(
-      -config.evaluation.max_macro_f1_drop)
-
-
-def test_eval_config_is_accepted_by_tfma(eval_config):
-  # Raises on an invalid config, e.g. macro_average without class_weights.
-  tfma.metrics.specs_from_metrics  # noqa: B018  (import check)
-  tfma.verify_eval_config(eval_config)
+  assert threshold.value_threshold.lower_bound.value == pytest.approx(0.42)
+  assert threshold.change_threshold.direction == (
+      tfma.MetricDirection.HIGHER_IS_BETTER)
+  assert threshold.change_threshold.absolute.value == pytest.approx(-0.015)

@@ -50,10 +50,6 @@ def test_none_decodes_as_a_missing_value():
   assert decoded['battery_voltage'] == [None, [12.5]]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'row_to_example turns NaN into a float_list with no values, not an empty '
-    'feature like None: TFX/TFDV then read the sensor as present with 0 '
-    'values (violating value_count min 1) instead of missing'))
 def test_nan_is_dropped_like_none():
   example = row_to_example({'coolant_temp_c': float('nan')})
 
@@ -145,11 +141,6 @@ def test_fraction_one_keeps_every_session():
   assert all(is_sampled_in(i, 1.0) for i in ids)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'row_to_example writes a NaN sensor reading as an empty float_list, which '
-    'TFDV counts as a present value list of length 0: the curated schema '
-    '(value_count min 1) then reports "fewer values than expected" for '
-    'battery_voltage, coolant_temp_c and fuel_trim_pct'))
 def test_sessions_with_nan_readings_match_the_curated_schema():
   frame = generate_sessions(rows=500, seed=5)
   rows = [{k: (list(v) if isinstance(v, np.ndarray) else v)
