@@ -2,26 +2,36 @@
 
 Signatures:
 - `serving_default`: serialized tf.Example strings under `examples` ->
-  `probabilities` [batch, num_labels], in label-vocabulary order. It parses
-  only the features of the schema's SERVING environment: no label, and none
-  of the columns the schema marks absent at serving.
+  - `probabilities` [batch, num_labels] float, in label-vocabulary order;
+  - `recommended` [batch, num_labels] int64, 1 where the probability reaches
+    the label's decision threshold (models/thresholds.py);
+  - `recommendation_scores` [batch, num_labels] float, the probabilities moved
+    so that every threshold lands on 0.5 (TFMA evaluates these at 0.5, i.e.
+    the served decision).
+  It parses only the features of the schema's SERVING environment: no label,
+  and none of the columns the schema marks absent at serving.
 - `transform_features`: serialized tf.Example strings -> the Transform outputs,
   including the multi-hot label; TFMA uses it to get labels for evaluation.
 
-The label names travel with the model as the asset file `assets/labels.txt`,
-one name per line in output order.
+The label names and thresholds travel with the model as the asset files
+`assets/labels.txt` and `assets/thresholds.txt`, one line per label in output
+order.
 """
 
 import os
-from typing import Any, Dict, List, Set
+from typing import Any, Dict, List, Optional, Set
 
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from models import thresholds
 from models.model import PROBABILITIES
 
 LABELS_ASSET = 'labels.txt'
+THRESHOLDS_ASSET = 'thresholds.txt'
+RECOMMENDED = 'recommended'
+RECOMMENDATION_SCORES = 'recommendation_scores'
 
 
 SERVING_ENVIRONMENT = 'SERVING'
@@ -38,11 +48,12 @@ class RepairModel(tf.Module):
 
   def __init__(self, model: keras.Model,
                transform_output: tft.TFTransformOutput, label_column: str,
-               label_names: List[str], labels_file: str):
+               thresholds: List[float], asset_files: List[str]):
     super().__init__()
     self.model = model
     self.transform_layer = transform_output.transform_features_layer()
-    self.labels_asset = tf.saved_model.Asset(labels_file)
+    self.assets = [tf.saved_model.Asset(path) for path in asset_files]
+    self.thresholds = tf.constant(thresholds, tf.float32)
     self._model_inputs = [i.name for i in model.inputs]
     raw_spec = transform_output.raw_feature_spec()
     self._raw_spec = raw_spec
@@ -56,7 +67,13 @@ class RepairModel(tf.Module):
     raw = tf.io.parse_example(examples, self._serving_spec)
     transformed = self.transform_layer(raw)
     inputs = {name: transformed[name] for name in self._model_inputs}
-    return {PROBABILITIES: self.model(inputs, training=False)}
+    probabilities = self.model(inputs, training=False)
+    return {
+        PROBABILITIES: probabilities,
+        RECOMMENDED: tf.cast(probabilities >= self.thresholds, tf.int64),
+        RECOMMENDATION_SCORES: thresholds.recommendation_scores(
+            probabilities, self.thresholds),
+    }
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
                                               name='examples')])
@@ -67,21 +84,41 @@ class RepairModel(tf.Module):
 def export_serving_model(model: keras.Model,
                          transform_output: tft.TFTransformOutput,
                          model_settings: Dict[str, Any], export_dir: str,
-                         work_dir: str) -> None:
+                         work_dir: str,
+                         label_thresholds: Optional[List[float]] = None) -> None:
   """Saves the serving SavedModel to `export_dir`."""
-  labels_file = os.path.join(work_dir, LABELS_ASSET)
-  with tf.io.gfile.GFile(labels_file, 'w') as f:
-    f.write('\n'.join(model_settings['label_vocabulary']) + '\n')
+  label_names = model_settings['label_vocabulary']
+  if label_thresholds is None:
+    label_thresholds = [thresholds.DEFAULT_THRESHOLD] * len(label_names)
+  asset_files = [_write_lines(work_dir, LABELS_ASSET, label_names),
+                 _write_lines(work_dir, THRESHOLDS_ASSET,
+                              [repr(float(t)) for t in label_thresholds])]
   module = RepairModel(model, transform_output, model_settings['label_column'],
-                       model_settings['label_vocabulary'], labels_file)
+                       list(label_thresholds), asset_files)
   tf.saved_model.save(module, export_dir, signatures={
       'serving_default': module.serve,
       'transform_features': module.transform_features,
   })
 
 
+def _write_lines(work_dir: str, name: str, lines: List[str]) -> str:
+  path = os.path.join(work_dir, name)
+  with tf.io.gfile.GFile(path, 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  return path
+
+
+def _read_lines(saved_model_dir: str, name: str) -> List[str]:
+  with tf.io.gfile.GFile(os.path.join(saved_model_dir, 'assets', name)) as f:
+    return [line for line in f.read().splitlines() if line]
+
+
 def load_label_names(saved_model_dir: str) -> List[str]:
   """The label names of an exported model, in output order."""
-  path = os.path.join(saved_model_dir, 'assets', LABELS_ASSET)
-  with tf.io.gfile.GFile(path) as f:
-    return [line for line in f.read().splitlines() if line]
+  return _read_lines(saved_model_dir, LABELS_ASSET)
+
+
+def load_thresholds(saved_model_dir: str) -> List[float]:
+  """The per-label decision thresholds of an exported model."""
+  return [float(line) for line in _read_lines(saved_model_dir,
+                                              THRESHOLDS_ASSET)]

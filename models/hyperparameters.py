@@ -9,8 +9,10 @@ from typing import Any, Dict, Optional
 
 import keras_tuner
 
+from models import losses
+
 NAMES = ('learning_rate', 'hidden_units', 'hidden_layers', 'embedding_dim',
-         'dropout')
+         'dropout', 'loss')
 
 
 def defaults(model_settings: Dict[str, Any]) -> Dict[str, Any]:
@@ -32,6 +34,7 @@ def search_space(model_settings: Dict[str, Any]) -> keras_tuner.HyperParameters:
   hp.Choice('embedding_dim', sorted({8, 16, 32, start['embedding_dim']}),
             default=start['embedding_dim'])
   hp.Float('dropout', 0.0, 0.3, step=0.1, default=start['dropout'])
+  hp.Choice('loss', list(losses.LOSS_NAMES), default=start['loss'])
   return hp
 
 

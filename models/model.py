@@ -8,7 +8,7 @@ values present in the row (a bag of DTCs). Dense layers with dropout lead to
 `probabilities`, one sigmoid per label in label-vocabulary order.
 """
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import keras
 from keras import layers, ops
@@ -19,7 +19,8 @@ PROBABILITIES = 'probabilities'
 
 
 def build_model(model_settings: Dict[str, Any], vocabulary_sizes: Dict[str, int],
-                hparams: Dict[str, Any]) -> keras.Model:
+                hparams: Dict[str, Any],
+                loss: Optional[keras.losses.Loss] = None) -> keras.Model:
   """Builds and compiles the model.
 
   Args:
@@ -27,6 +28,7 @@ def build_model(model_settings: Dict[str, Any], vocabulary_sizes: Dict[str, int]
     vocabulary_sizes: vocabulary size of each categorical and list feature,
       without the out-of-vocabulary bucket.
     hparams: values of the names in models/hyperparameters.py.
+    loss: the training loss (models/losses.py); binary cross-entropy if None.
   """
   features = model_settings['features']
   inputs, encoded = {}, []
@@ -59,7 +61,7 @@ def build_model(model_settings: Dict[str, Any], vocabulary_sizes: Dict[str, int]
   model = keras.Model(inputs=inputs, outputs=probabilities)
   model.compile(
       optimizer=keras.optimizers.Adam(hparams['learning_rate']),
-      loss=keras.losses.BinaryCrossentropy(),
+      loss=loss or keras.losses.BinaryCrossentropy(),
       metrics=[keras.metrics.F1Score(average='macro', threshold=0.5,
                                      name='macro_f1')])
   return model

@@ -1,15 +1,17 @@
-"""The Trainer's run_fn: trains the multi-label model and exports it."""
+"""The Trainer's run_fn: trains the multi-label model, picks its per-label
+decision thresholds on the eval split, and exports both."""
 
 import os
 from typing import Any, Dict, List, Tuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import export, hyperparameters
+from models import export, hyperparameters, losses, thresholds
 from models.model import build_model
 from preprocessing import transform
 
@@ -71,6 +73,20 @@ def fit(model: keras.Model, train, evaluation, train_steps: int,
                    callbacks=list(callbacks), verbose=2)
 
 
+# Batches of the training split that estimate each label's frequency.
+FREQUENCY_BATCHES = 50
+
+
+def training_loss(model_settings: Dict[str, Any], loss_name: str, train):
+  """The configured loss; label-weighted ones see the training frequencies."""
+  frequencies = None
+  if loss_name == 'weighted_binary_crossentropy':
+    frequencies = losses.label_frequencies_from_dataset(train,
+                                                        FREQUENCY_BATCHES)
+  return losses.make_loss(loss_name, label_frequencies=frequencies,
+                          focal_gamma=model_settings['training']['focal_gamma'])
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Trains with the tuned (or configured) hyperparameters and exports."""
   model_settings = fn_args.custom_config
@@ -83,10 +99,44 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                training['batch_size'])
   model = build_model(model_settings,
                       vocabulary_sizes(model_settings, transform_output),
-                      hparams)
+                      hparams,
+                      loss=training_loss(model_settings, hparams['loss'],
+                                         train))
   fit(model, train, evaluation, fn_args.train_steps or training['train_steps'],
       fn_args.eval_steps or training['eval_steps'],
-      callbacks=[keras.callbacks.TensorBoard(
-          log_dir=os.path.join(fn_args.model_run_dir, 'logs'))])
-  export.export_serving_model(model, transform_output, model_settings,
-                              fn_args.serving_model_dir, fn_args.model_run_dir)
+      callbacks=[
+          # Keeps the weights of the epoch with the best eval macro F1.
+          keras.callbacks.EarlyStopping(
+              monitor='val_macro_f1', mode='max',
+              patience=training['early_stopping_patience'],
+              restore_best_weights=True),
+          # An interrupted Trainer resumes from its last finished epoch.
+          keras.callbacks.BackupAndRestore(
+              os.path.join(fn_args.model_run_dir, 'backup')),
+          keras.callbacks.TensorBoard(
+              log_dir=os.path.join(fn_args.model_run_dir, 'logs')),
+      ])
+  probabilities, labels = predict_split(model, fn_args.eval_files,
+                                        fn_args.data_accessor, transform_output,
+                                        model_settings)
+  export.export_serving_model(
+      model, transform_output, model_settings, fn_args.serving_model_dir,
+      fn_args.model_run_dir,
+      label_thresholds=thresholds.best_thresholds(probabilities, labels))
+
+
+def predict_split(model: keras.Model, file_pattern: List[str], data_accessor,
+                  transform_output: tft.TFTransformOutput,
+                  model_settings: Dict[str, Any]):
+  """(probabilities, multi-hot labels) of every example in the files, once."""
+  dataset = data_accessor.tf_dataset_factory(
+      file_pattern,
+      tfxio.TensorFlowDatasetOptions(
+          batch_size=1024, num_epochs=1, shuffle=False,
+          label_key=transform.transformed_name(model_settings['label_column'])),
+      transform_output.transformed_metadata.schema)
+  probabilities, labels = [], []
+  for features, batch_labels in dataset:
+    probabilities.append(model(features, training=False).numpy())
+    labels.append(batch_labels.numpy())
+  return np.concatenate(probabilities), np.concatenate(labels)

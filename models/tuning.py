@@ -16,16 +16,22 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   sizes = training.vocabulary_sizes(model_settings, transform_output)
 
+  train, evaluation = training.datasets(fn_args, model_settings,
+                                        transform_output, settings['batch_size'])
+
+  def hypermodel(hp: keras_tuner.HyperParameters):
+    return build_model(model_settings, sizes, hp.values,
+                       loss=training.training_loss(model_settings,
+                                                   hp.values['loss'], train))
+
   tuner = keras_tuner.BayesianOptimization(
-      hypermodel=lambda hp: build_model(model_settings, sizes, hp.values),
+      hypermodel=hypermodel,
       objective=keras_tuner.Objective('val_macro_f1', direction='max'),
       max_trials=budget['max_trials'],
       hyperparameters=hyperparameters.search_space(model_settings),
       seed=settings['seed'],
       directory=fn_args.working_dir,
       project_name='repair_model_tuning')
-  train, evaluation = training.datasets(fn_args, model_settings,
-                                        transform_output, settings['batch_size'])
   epochs, steps_per_epoch = training.epochs_for(budget['steps_per_trial'])
   return tfx.components.TunerFnResult(
       tuner=tuner,

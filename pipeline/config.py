@@ -16,6 +16,10 @@ from typing import Any, Dict, List, Optional
 import yaml
 
 DEFAULT_CONFIG_PATH = 'configs/local.yaml'
+# The losses models/losses.py implements; listed here so that loading a
+# configuration needs no TensorFlow.
+LOSS_NAMES = ('binary_crossentropy', 'weighted_binary_crossentropy', 'focal',
+              'soft_macro_f1')
 
 
 class ConfigError(ValueError):
@@ -81,6 +85,11 @@ class Training:
   hidden_layers: int = 2
   embedding_dim: int = 16
   dropout: float = 0.1
+  # binary_crossentropy | weighted_binary_crossentropy | focal | soft_macro_f1
+  loss: str = 'binary_crossentropy'
+  focal_gamma: float = 2.0
+  # Stop when eval macro F1 has not improved for this many epochs.
+  early_stopping_patience: int = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,6 +270,13 @@ def _check_semantics(config: Config, source: str) -> None:
     fail('training.learning_rate', 'must be in (0, 1).')
   if not 0.0 <= training.dropout < 1.0:
     fail('training.dropout', 'must be in [0, 1).')
+  if training.loss not in LOSS_NAMES:
+    fail('training.loss', f'must be one of {", ".join(LOSS_NAMES)}, got '
+         f'{training.loss!r}.')
+  if training.focal_gamma < 0:
+    fail('training.focal_gamma', 'must be at least 0.')
+  _positive(fail, 'training.early_stopping_patience',
+            training.early_stopping_patience)
   _positive(fail, 'tuning.max_trials', config.tuning.max_trials)
   _positive(fail, 'tuning.steps_per_trial', config.tuning.steps_per_trial)
 

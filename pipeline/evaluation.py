@@ -10,7 +10,7 @@ trail the latest blessed model by more than the configured drop.
 
 import tensorflow_model_analysis as tfma
 
-from models.model import PROBABILITIES
+from models import export
 from pipeline import multilabel_metrics
 from pipeline.config import Config
 from preprocessing.transform import transformed_name
@@ -34,7 +34,8 @@ def eval_config(config: Config) -> tfma.EvalConfig:
               signature_name='serving_default',
               preprocessing_function_names=['transform_features'],
               label_key=transformed_name(config.label.column),
-              prediction_key=PROBABILITIES)
+              # The served decision: each label's threshold sits at 0.5.
+              prediction_key=export.RECOMMENDATION_SCORES)
       ],
       slicing_specs=[tfma.SlicingSpec()] + [
           tfma.SlicingSpec(feature_keys=list(keys)) for keys in config.slices

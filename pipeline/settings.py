@@ -16,14 +16,15 @@ from typing import Any, Dict
 from pipeline.config import Config
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The packages whose code runs inside Transform, Tuner and Trainer.
-COMPONENT_CODE_PACKAGES = ('preprocessing', 'models')
+# The packages whose code runs inside Transform, and inside Tuner and Trainer.
+TRANSFORM_CODE = ('preprocessing',)
+MODEL_CODE = ('preprocessing', 'models')
 
 
-def code_version() -> Dict[str, str]:
-  """The source hash of the component code, and the git commit if known."""
+def code_version(packages=MODEL_CODE) -> Dict[str, str]:
+  """The source hash of `packages`, and the git commit if known."""
   digest = hashlib.sha256()
-  for package in COMPONENT_CODE_PACKAGES:
+  for package in packages:
     package_dir = os.path.join(PROJECT_ROOT, package)
     for folder, dirs, files in sorted(os.walk(package_dir)):
       dirs.sort()
@@ -50,7 +51,7 @@ def transform_settings(config: Config) -> Dict[str, Any]:
       'features': dataclasses.asdict(config.features),
       'label_column': config.label.column,
       'label_vocabulary': list(config.label.vocabulary),
-      'code_version': code_version()['source_sha256'],
+      'code_version': code_version(TRANSFORM_CODE)['source_sha256'],
   }
 
 
@@ -60,4 +61,5 @@ def model_settings(config: Config) -> Dict[str, Any]:
       **transform_settings(config),
       'training': dataclasses.asdict(config.training),
       'tuning': dataclasses.asdict(config.tuning),
+      'code_version': code_version(MODEL_CODE)['source_sha256'],
   }

@@ -17,6 +17,7 @@ import yaml
 
 import local_runner
 from data.generator import generate_sessions, write_spans
+from models import export
 from pipeline.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -97,12 +98,22 @@ def test_first_run_pushes_a_model_that_loads_and_predicts(first_run, workspace):
   assert summary.pushed_model_dir == os.path.join(config.paths.serving_dir,
                                                   version)
   model = tf.saved_model.load(summary.pushed_model_dir)
-  sessions = generate_sessions(4, seed=99).drop(columns=['repair_labels'])
-  probabilities = model.signatures['serving_default'](
+  sessions = generate_sessions(4, seed=99).drop(
+      columns=['repair_labels', 'session_date', 'span'])
+  outputs = model.signatures['serving_default'](
       examples=tf.constant([_serialized(row) for _, row in
-                            sessions.iterrows()]))['probabilities'].numpy()
+                            sessions.iterrows()]))
+  probabilities = outputs['probabilities'].numpy()
   assert probabilities.shape == (4, config.num_labels)
   assert ((probabilities >= 0) & (probabilities <= 1)).all()
+  # The served decision applies the thresholds chosen on the eval split.
+  thresholds = export.load_thresholds(summary.pushed_model_dir)
+  assert len(thresholds) == config.num_labels
+  assert thresholds != [0.5] * config.num_labels
+  assert (outputs['recommended'].numpy() == (
+      probabilities >= thresholds)).all()
+  assert export.load_label_names(summary.pushed_model_dir) == list(
+      config.label.vocabulary)
 
 
 def test_metadata_records_an_execution_for_every_component(first_run):

@@ -30,7 +30,8 @@ def settings(local_raw):
 
 def test_without_tuning_the_configured_values_are_used(settings):
   expected = {'learning_rate': 0.004, 'hidden_units': 64, 'hidden_layers': 3,
-              'embedding_dim': 8, 'dropout': 0.2}
+              'embedding_dim': 8, 'dropout': 0.2,
+              'loss': 'binary_crossentropy'}
 
   assert hyperparameters.resolve(settings, None) == expected
   assert hyperparameters.resolve(settings, {}) == expected
@@ -43,10 +44,11 @@ def test_tuned_values_override_the_configured_ones(settings):
   tuned.Fixed('hidden_layers', 1)
   tuned.Fixed('embedding_dim', 32)
   tuned.Fixed('dropout', 0.0)
+  tuned.Fixed('loss', 'soft_macro_f1')
 
   assert hyperparameters.resolve(settings, tuned.get_config()) == {
       'learning_rate': 0.0075, 'hidden_units': 256, 'hidden_layers': 1,
-      'embedding_dim': 32, 'dropout': 0.0}
+      'embedding_dim': 32, 'dropout': 0.0, 'loss': 'soft_macro_f1'}
 
 
 def test_tuned_values_for_some_names_keep_the_defaults_for_the_rest(settings):

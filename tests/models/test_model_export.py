@@ -65,6 +65,10 @@ def _analyze(settings, schema, examples_path, output_dir, temp_dir):
              pipeline))
 
 
+# Spread over (0, 1) so that some labels are recommended and some not.
+THRESHOLDS = [0.3 + 0.4 * j / 46 for j in range(47)]
+
+
 @pytest.fixture(scope='module')
 def config():
   return load_config(str(PROJECT_ROOT / 'configs' / 'local.yaml'))
@@ -101,12 +105,28 @@ def exported(config, tmp_path_factory):
   work_dir = str(tmp / 'model_run')
   os.makedirs(work_dir)
   export.export_serving_model(model, transform_output, settings, export_dir,
-                              work_dir)
+                              work_dir, label_thresholds=THRESHOLDS)
   # The pusher copies only the SavedModel: it must not need anything else.
   shutil.rmtree(transform_dir)
   shutil.rmtree(work_dir)
   return (tf.saved_model.load(export_dir), export_dir, model,
           _session_rows(6, seed=9))
+
+
+def test_serving_recommends_labels_at_the_exported_thresholds(exported):
+  loaded, export_dir, _, rows = exported
+
+  outputs = loaded.signatures['serving_default'](
+      examples=_serialized(rows, drop=[LABEL]))
+
+  probabilities = outputs['probabilities'].numpy()
+  recommended = outputs['recommended'].numpy()
+  assert export.load_thresholds(export_dir) == pytest.approx(THRESHOLDS)
+  np.testing.assert_array_equal(recommended, probabilities >= THRESHOLDS)
+  assert 0 < recommended.sum() < recommended.size
+  # The scores TFMA reads at 0.5 make the same decision, in the same order.
+  scores = outputs['recommendation_scores'].numpy()
+  np.testing.assert_array_equal(scores >= 0.5, recommended == 1)
 
 
 def test_serving_returns_one_probability_per_label(exported, config):

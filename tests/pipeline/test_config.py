@@ -133,6 +133,15 @@ def _delete(section, key):
 
 INVALID = {
     # name: (change, fragments the message must hold)
+    'unknown_loss': (
+        lambda raw: raw['training'].update(loss='hinge'),
+        ['training.loss', 'soft_macro_f1', "'hinge'"]),
+    'negative_focal_gamma': (
+        lambda raw: raw['training'].update(focal_gamma=-1),
+        ['training.focal_gamma', 'at least 0']),
+    'zero_patience': (
+        lambda raw: raw['training'].update(early_stopping_patience=0),
+        ['training.early_stopping_patience', 'positive']),
     'typo_top_level_key': (
         lambda raw: raw.update(trainig=raw.pop('training')),
         ['trainig: unknown key', 'training']),

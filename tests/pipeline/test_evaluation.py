@@ -36,14 +36,16 @@ def _metric_configs(eval_config):
           for metric in spec.metrics]
 
 
-def test_model_spec_reads_transformed_label_and_probabilities(eval_config):
+def test_model_spec_reads_the_transformed_label_and_the_served_decision(
+    eval_config):
   (model_spec,) = eval_config.model_specs
 
   assert model_spec.signature_name == 'serving_default'
   assert list(model_spec.preprocessing_function_names) == [
       'transform_features']
   assert model_spec.label_key == 'repair_labels_xf'
-  assert model_spec.prediction_key == 'probabilities'
+  # Scores with each label's threshold at 0.5: the decision that is served.
+  assert model_spec.prediction_key == 'recommendation_scores'
 
 
 def test_slices_are_overall_plus_one_per_configured_slice(eval_config):
