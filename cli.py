@@ -3,6 +3,7 @@
   repairml data generate --rows N --seed S --out DIR [--spans K]
   repairml run [--config PATH] [--summary PATH]
   repairml schema diff [--config PATH]
+  repairml bench quality [--config PATH] [--rows N] [--json PATH]
 """
 
 import argparse
@@ -14,6 +15,8 @@ COMMANDS = {
     ('run',): 'run the whole pipeline locally',
     ('schema', 'diff'): 'diff the schema SchemaGen proposes against the '
                         'curated one',
+    ('bench', 'quality'): 'the pushed model against the exact posterior and '
+                          'scikit-learn baselines',
 }
 
 
@@ -40,6 +43,9 @@ def main(argv: Optional[List[str]] = None) -> int:
       if words == ('schema', 'diff'):
         from pipeline import schema_diff  # pylint: disable=g-import-not-at-top
         return schema_diff.main(rest)
+      if words == ('bench', 'quality'):
+        from benchmarks import quality  # pylint: disable=g-import-not-at-top
+        return quality.main(rest)
   if argv in ([], ['-h'], ['--help']):
     print(_usage())
     return 0

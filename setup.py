@@ -10,7 +10,8 @@ setuptools.setup(
     'from a workshop diagnostic session; a TFX pipeline and its system.',
     python_requires='>=3.9,<3.11',
     packages=setuptools.find_packages(
-        include=['data', 'data.*', 'models', 'models.*', 'pipeline',
+        include=['benchmarks', 'data', 'data.*', 'models', 'models.*',
+                 'pipeline',
                  'pipeline.*', 'preprocessing', 'preprocessing.*']),
     py_modules=['cli', 'local_runner'],
     # Dependencies are pinned in requirements.lock and installed from it.

@@ -4,8 +4,12 @@ Inputs are the Transform outputs (see preprocessing/transform.py): z-scored
 numeric values with missing indicators, ids of categorical features, and padded
 id lists of multivalent features such as DTCs and symptoms. Each categorical
 feature gets an embedding; each list feature an embedding summed over the
-values present in the row (a bag of DTCs). Dense layers with dropout lead to
-`probabilities`, one sigmoid per label in label-vocabulary order.
+values present in the row (a bag of DTCs). It is a wide-and-deep model: dense
+layers with dropout over those encodings (the deep part, which learns
+interactions such as a DTC on a given engine type) add their logits to a
+linear, per-label logit of every value present and every number (the wide
+part, a logistic regression inside the model). One sigmoid per label gives
+`probabilities`, in label-vocabulary order.
 """
 
 from typing import Any, Dict, Optional
@@ -31,7 +35,8 @@ def build_model(model_settings: Dict[str, Any], vocabulary_sizes: Dict[str, int]
     loss: the training loss (models/losses.py); binary cross-entropy if None.
   """
   features = model_settings['features']
-  inputs, encoded = {}, []
+  num_labels = len(model_settings['label_vocabulary'])
+  inputs, encoded, wide_logits = {}, [], []
   for name in features['numeric']:
     for key in (transform.transformed_name(name),
                 transform.transformed_name(name + transform.MISSING_SUFFIX)):
@@ -49,14 +54,24 @@ def build_model(model_settings: Dict[str, Any], vocabulary_sizes: Dict[str, int]
     present = ops.expand_dims(
         ops.cast(ops.not_equal(ids, transform.PADDING_ID), 'float32'), -1)
     encoded.append(ops.sum(embedded * present, axis=1))
+    # The wide part: one logit per label for each value present.
+    wide = layers.Embedding(vocabulary_sizes[name] + 2, num_labels,
+                            embeddings_initializer='zeros',
+                            name=f'{name}_wide')(ids)
+    wide_logits.append(ops.sum(wide * present, axis=1))
 
+  numeric = [encoded[i] for i in range(2 * len(features['numeric']))]
+  if numeric:
+    wide_logits.append(layers.Dense(num_labels, name='numeric_wide')(
+        layers.Concatenate()(numeric) if len(numeric) > 1 else numeric[0]))
   hidden = layers.Concatenate(name='session_encoding')(encoded)
   for i in range(hparams['hidden_layers']):
     hidden = layers.Dense(hparams['hidden_units'], activation='relu',
                           name=f'hidden_{i}')(hidden)
     hidden = layers.Dropout(hparams['dropout'])(hidden)
-  probabilities = layers.Dense(len(model_settings['label_vocabulary']),
-                               activation='sigmoid', name=PROBABILITIES)(hidden)
+  logits = layers.Add(name='logits')(
+      [layers.Dense(num_labels, name='deep_logits')(hidden)] + wide_logits)
+  probabilities = layers.Activation('sigmoid', name=PROBABILITIES)(logits)
 
   model = keras.Model(inputs=inputs, outputs=probabilities)
   model.compile(

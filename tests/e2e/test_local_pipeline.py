@@ -217,3 +217,26 @@ def _serialized(row) -> bytes:
           value=[int(v) for v in values]))
   return tf.train.Example(features=tf.train.Features(
       feature=feature)).SerializeToString()
+
+
+def test_quality_benchmark_compares_the_pushed_model_with_oracle_and_baselines(
+    first_run, workspace):
+  from benchmarks import quality  # pylint: disable=g-import-not-at-top
+  config, first, _ = first_run
+  report_path = workspace / 'quality.json'
+
+  exit_code = quality.main([
+      '--config', str(workspace / 'first.yaml'), '--rows', '400',
+      '--baseline-train-rows', '800', '--json', str(report_path)])
+
+  assert exit_code == 0
+  with open(report_path, encoding='utf-8') as f:
+    report = json.load(f)
+  assert report['model_dir'] == first.pushed_model_dir
+  systems = report['systems']
+  assert {'model', 'oracle', 'logistic_regression',
+          'hist_gradient_boosting'} <= set(systems)
+  assert systems['oracle']['ratio_to_oracle'] == pytest.approx(1.0)
+  for name in ('model', 'logistic_regression', 'hist_gradient_boosting'):
+    assert 0.0 <= systems[name]['macro_f1'] <= 1.0
+    assert set(systems[name]['per_label_f1']) == set(config.label.vocabulary)

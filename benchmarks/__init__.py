@@ -1,0 +1,1 @@
+"""Benchmarks of repairml: pipeline speed (pipeline_speed.py) and model quality (quality.py)."""
