@@ -1,4 +1,9 @@
-"""The Tuner's tuner_fn: a KerasTuner Bayesian search toward eval macro F1."""
+"""The Tuner's tuner_fn: a KerasTuner Bayesian search toward eval macro F1.
+
+The search starts from the configured hyperparameters (the `training` section):
+KerasTuner's Bayesian oracle would start from random points, and with a small
+budget could end below the configuration it was meant to improve.
+"""
 
 import keras_tuner
 import tensorflow_transform as tft
@@ -6,6 +11,17 @@ from tfx import v1 as tfx
 
 from models import hyperparameters, training
 from models.model import build_model
+
+
+class ConfiguredFirstOracle(keras_tuner.oracles.BayesianOptimizationOracle):
+  """Bayesian optimisation whose first trial is the configured values."""
+
+  def populate_space(self, trial_id):
+    if not self.trials:
+      return {'status': keras_tuner.engine.trial.TrialStatus.RUNNING,
+              'values': {hp.name: hp.default
+                         for hp in self.hyperparameters.space}}
+    return super().populate_space(trial_id)
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
@@ -24,12 +40,14 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
                        loss=training.training_loss(model_settings,
                                                    hp.values['loss'], train))
 
-  tuner = keras_tuner.BayesianOptimization(
+  tuner = keras_tuner.Tuner(
+      oracle=ConfiguredFirstOracle(
+          objective=keras_tuner.Objective(training.OBJECTIVE,
+                                          direction='max'),
+          max_trials=budget['max_trials'],
+          hyperparameters=hyperparameters.search_space(model_settings),
+          seed=settings['seed']),
       hypermodel=hypermodel,
-      objective=keras_tuner.Objective('val_macro_f1', direction='max'),
-      max_trials=budget['max_trials'],
-      hyperparameters=hyperparameters.search_space(model_settings),
-      seed=settings['seed'],
       directory=fn_args.working_dir,
       project_name='repair_model_tuning')
   epochs, steps_per_epoch = training.epochs_for(budget['steps_per_trial'])
@@ -41,5 +59,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
           'steps_per_epoch': steps_per_epoch,
           'epochs': epochs,
           'validation_steps': settings['eval_steps'],
+          'callbacks': [training.ThresholdedMacroF1(evaluation,
+                                                    settings['eval_steps'])],
           'verbose': 2,
       })

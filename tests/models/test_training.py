@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from models import training
+from pipeline import multilabel_metrics
 
 
 def _tiny_model_and_data():
@@ -38,3 +39,22 @@ def test_fit_runs_a_step_count_that_is_not_a_multiple_of_an_epoch():
   training.fit(model, batches, batches, train_steps=train_steps, eval_steps=1)
 
   assert int(model.optimizer.iterations.numpy()) == train_steps
+
+
+def test_each_epoch_logs_the_eval_macro_f1_at_the_best_thresholds():
+  model, batches = _tiny_model_and_data()
+
+  history = training.fit(
+      model, batches, batches, train_steps=4, eval_steps=1,
+      callbacks=[training.ThresholdedMacroF1(batches, steps=2)])
+
+  scores = history.history[training.OBJECTIVE]
+  assert len(scores) == len(history.history['loss'])
+  assert all(0.0 <= score <= 1.0 for score in scores)
+
+
+def test_thresholded_macro_f1_matches_the_evaluator_definition():
+  tp, fp, fn = np.array([3., 0., 0.]), np.array([1., 0., 0.]), np.array(
+      [1., 2., 0.])
+  assert training.multilabel_macro_f1(tp, fp, fn) == pytest.approx(
+      multilabel_metrics.f1_family(tp, fp, fn)[('macro_f1', None)])
