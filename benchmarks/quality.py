@@ -47,6 +47,7 @@ from threadpoolctl import threadpool_limits
 from data.generator import LABELS as GENERATOR_LABELS
 from data.generator import generate_sessions, posterior
 from models.thresholds import best_thresholds
+from pipeline.components.example_gen import is_missing, row_to_example
 from pipeline.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from pipeline.multilabel_metrics import MACRO_F1, MICRO_F1, f1_family
 
@@ -131,7 +132,7 @@ class SessionFeaturizer:
       recorded = values[~np.isnan(values)]
       self.means[name] = float(recorded.mean()) if len(recorded) else 0.0
     for name in self.categorical:
-      self.vocabularies[name] = sorted({v for v in frame[name] if not _is_missing(v)})
+      self.vocabularies[name] = sorted({v for v in frame[name] if not is_missing(v)})
     for name in self.multivalent:
       self.vocabularies[name] = sorted({v for items in frame[name] if items is not None
                                         for v in items})
@@ -178,10 +179,6 @@ def _numeric(frame: pd.DataFrame, name: str) -> np.ndarray:
   return pd.to_numeric(frame[name]).to_numpy(dtype=np.float64)  # None becomes NaN
 
 
-def _is_missing(value) -> bool:
-  return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 # --- The pipeline's training data --------------------------------------------------------
 
 
@@ -193,7 +190,6 @@ def split_of(session_id, id_column: str, split_buckets: Sequence[int]) -> int:
   configured weights; this mirrors it so the baselines learn from the train
   split only, as the Trainer does.
   """
-  from pipeline.components.example_gen import row_to_example  # pylint: disable=g-import-not-at-top
   feature = row_to_example({id_column: session_id}).features.feature[id_column]
   boundaries = np.cumsum(split_buckets).tolist()
   key = feature.SerializeToString(deterministic=True)
@@ -288,7 +284,6 @@ def latest_model_dir(serving_dir: str) -> str:
 
 def serialized_sessions(frame: pd.DataFrame, label_column: str) -> List[bytes]:
   """Each session as a serialized tf.Example without its labels, as a client sends it."""
-  from pipeline.components.example_gen import row_to_example  # pylint: disable=g-import-not-at-top
 
   def plain(value):  # parquet lists arrive as numpy arrays
     return list(value) if isinstance(value, np.ndarray) else value

@@ -10,7 +10,6 @@ and a new lineage record.
 import dataclasses
 import hashlib
 import os
-import subprocess
 from typing import Any, Dict
 
 from pipeline.config import Config
@@ -21,8 +20,8 @@ TRANSFORM_CODE = ('preprocessing',)
 MODEL_CODE = ('preprocessing', 'models')
 
 
-def code_version(packages=MODEL_CODE) -> Dict[str, str]:
-  """The source hash of `packages`, and the git commit if known."""
+def code_version(packages=MODEL_CODE) -> str:
+  """A hash of the Python sources of `packages`."""
   digest = hashlib.sha256()
   for package in packages:
     package_dir = os.path.join(PROJECT_ROOT, package)
@@ -33,16 +32,7 @@ def code_version(packages=MODEL_CODE) -> Dict[str, str]:
         digest.update(os.path.relpath(path, PROJECT_ROOT).encode())
         with open(path, 'rb') as f:
           digest.update(f.read())
-  return {'source_sha256': digest.hexdigest()[:16], 'git_commit': _git_commit()}
-
-
-def _git_commit() -> str:
-  try:
-    result = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=PROJECT_ROOT,
-                            capture_output=True, text=True, check=True)
-  except (OSError, subprocess.CalledProcessError):
-    return 'unknown'
-  return result.stdout.strip()
+  return digest.hexdigest()[:16]
 
 
 def transform_settings(config: Config) -> Dict[str, Any]:
@@ -51,7 +41,7 @@ def transform_settings(config: Config) -> Dict[str, Any]:
       'features': dataclasses.asdict(config.features),
       'label_column': config.label.column,
       'label_vocabulary': list(config.label.vocabulary),
-      'code_version': code_version(TRANSFORM_CODE)['source_sha256'],
+      'code_version': code_version(TRANSFORM_CODE),
   }
 
 
@@ -61,5 +51,5 @@ def model_settings(config: Config) -> Dict[str, Any]:
       **transform_settings(config),
       'training': dataclasses.asdict(config.training),
       'tuning': dataclasses.asdict(config.tuning),
-      'code_version': code_version(MODEL_CODE)['source_sha256'],
+      'code_version': code_version(MODEL_CODE),
   }

@@ -44,7 +44,8 @@ def _session_id(example: tf.train.Example, id_column: str) -> bytes:
   return str(feature.int64_list.value[0]).encode()
 
 
-def _is_missing(value) -> bool:
+def is_missing(value) -> bool:
+  """None or NaN: a value parquet or pandas uses for "no reading"."""
   return value is None or (isinstance(value, float) and math.isnan(value))
 
 
@@ -53,7 +54,7 @@ def row_to_example(row) -> tf.train.Example:
   features = {}
   for name, value in row.items():
     values = value if isinstance(value, (list, tuple)) else [value]
-    values = [v for v in values if not _is_missing(v)]
+    values = [v for v in values if not is_missing(v)]
     feature = tf.train.Feature()
     if values and isinstance(values[0], (str, bytes)):
       feature.bytes_list.value.extend(
