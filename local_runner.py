@@ -89,11 +89,16 @@ def print_summary(summary, summary_path: Optional[str]) -> None:
       line += (f' (baseline macro F1 '
                f'{summary.baseline_metrics["macro_f1"]:.4f})')
     print(line)
+    if summary.metrics.get('macro_auc') is not None:
+      print(f'  test macro AUC {summary.metrics["macro_auc"]:.4f}, '
+            f'macro PR-AUC {summary.metrics["macro_pr_auc"]:.4f}')
   if summary.pushed_model_dir:
     print(f'  pushed to {summary.pushed_model_dir}')
   elif summary.status == 'not_blessed':
     print('  not blessed: the model did not meet the evaluation thresholds; '
           'the last pushed model stays in place.')
+    for failure in summary.blessing_failures:
+      print(f'    {failure}')
   if summary.status == 'data_anomalies':
     print(f'  {summary.error}')
   elif summary.error:

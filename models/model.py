@@ -8,8 +8,10 @@ values present in the row (a bag of DTCs). It is a wide-and-deep model: dense
 layers with dropout over those encodings (the deep part, which learns
 interactions such as a DTC on a given engine type) add their logits to a
 linear, per-label logit of every value present and every number (the wide
-part, a logistic regression inside the model). One sigmoid per label gives
-`probabilities`, in label-vocabulary order.
+part, a logistic regression inside the model). Configured crosses, such as
+DTC x engine type, give every combination of their values present in a row
+an embedding in the deep part and a logit per label in the wide part. One
+sigmoid per label gives `probabilities`, in label-vocabulary order.
 """
 
 from typing import Any, Dict, Optional
@@ -20,6 +22,9 @@ from keras import layers, ops
 from preprocessing import transform
 
 PROBABILITIES = 'probabilities'
+# A cross of two large vocabularies hashes its combinations into this many
+# buckets.
+MAX_CROSS_BUCKETS = 20000
 
 
 def build_model(model_settings: Dict[str, Any], vocabulary_sizes: Dict[str, int],
@@ -60,6 +65,18 @@ def build_model(model_settings: Dict[str, Any], vocabulary_sizes: Dict[str, int]
                             name=f'{name}_wide')(ids)
     wide_logits.append(ops.sum(wide * present, axis=1))
 
+  for first, second in features.get('crosses', []):
+    ids, present, buckets = _crossed_ids(
+        inputs[transform.transformed_name(first)], vocabulary_sizes[first],
+        inputs[transform.transformed_name(second)], vocabulary_sizes[second])
+    name = f'{first}_x_{second}'
+    encoded.append(ops.sum(layers.Embedding(
+        buckets, hparams['embedding_dim'], name=f'{name}_embedding')(ids) *
+                           present, axis=1))
+    wide_logits.append(ops.sum(layers.Embedding(
+        buckets, num_labels, embeddings_initializer='zeros',
+        name=f'{name}_wide')(ids) * present, axis=1))
+
   numeric = [encoded[i] for i in range(2 * len(features['numeric']))]
   if numeric:
     wide_logits.append(layers.Dense(num_labels, name='numeric_wide')(
@@ -80,3 +97,23 @@ def build_model(model_settings: Dict[str, Any], vocabulary_sizes: Dict[str, int]
       metrics=[keras.metrics.F1Score(average='macro', threshold=0.5,
                                      name='macro_f1')])
   return model
+
+
+def _crossed_ids(first_ids, first_size: int, second_ids, second_size: int):
+  """(ids, presence, buckets) of every pair of values of two id lists.
+
+  Row-wise, a [w1] and a [w2] list of ids become w1 * w2 pair ids; a pair is
+  present when both of its values are (not padding).
+  """
+  width = (first_size + 2) * (second_size + 2)
+  buckets = min(width, MAX_CROSS_BUCKETS)
+  pairs = (ops.expand_dims(first_ids, 2) * (second_size + 2) +
+           ops.expand_dims(second_ids, 1))
+  present = ops.logical_and(
+      ops.expand_dims(ops.not_equal(first_ids, transform.PADDING_ID), 2),
+      ops.expand_dims(ops.not_equal(second_ids, transform.PADDING_ID), 1))
+  pair_count = first_ids.shape[1] * second_ids.shape[1]
+  ids = ops.reshape(pairs % buckets, (-1, pair_count))
+  present = ops.expand_dims(
+      ops.cast(ops.reshape(present, (-1, pair_count)), 'float32'), -1)
+  return ids, present, buckets

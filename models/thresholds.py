@@ -49,6 +49,20 @@ def _best_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
   return float((lowest_recommended + highest_left_out) / 2)
 
 
+def macro_f1(true_positives, false_positives, false_negatives) -> float:
+  """The mean F1 over labels that occur in the truth or the decisions.
+
+  F1 is undefined for a label that does neither; NaN if no label occurs.
+  """
+  tp, fp, fn = (np.asarray(c, np.float64) for c in
+                (true_positives, false_positives, false_negatives))
+  denominator = 2 * tp + fp + fn
+  occurring = denominator > 0
+  if not occurring.any():
+    return float('nan')
+  return float(np.mean(2 * tp[occurring] / denominator[occurring]))
+
+
 def recommendation_scores(probabilities, thresholds):
   """Probabilities moved so that each label's threshold lands on 0.5.
 

@@ -29,6 +29,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   model_settings = fn_args.custom_config
   settings = model_settings['training']
   budget = model_settings['tuning']
+  training.seed_everything(settings['seed'])
   transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   sizes = training.vocabulary_sizes(model_settings, transform_output)
 

@@ -29,11 +29,20 @@ class ConfigError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class DataSource:
   """Where the sessions come from and which column identifies a session."""
-  format: str                      # parquet | csv
-  root: str                        # directory the pattern is relative to
+  format: str                      # parquet | csv | bigquery
+  root: str = ''                   # parquet, csv: the pattern is relative to it
   pattern: str = 'span-*/*.parquet'
   id_column: str = 'session_id'
   sample_fraction: float = 1.0     # keep this share of sessions, by id hash
+  # bigquery: the source table (project.dataset.table), and the defaults of
+  # the pipeline's runtime parameters that filter it ('' = no filter).
+  table: str = ''
+  car_model: str = ''
+  date_from: str = ''              # YYYY-MM-DD, inclusive
+  date_to: str = ''                # YYYY-MM-DD, inclusive
+
+
+DATA_FORMATS = ('parquet', 'csv', 'bigquery')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +53,9 @@ class Features:
   multivalent: List[str]
   max_values_per_row: int = 8      # list features are truncated to this
   vocabulary_top_k: int = 1000     # per categorical feature, plus an OOV bucket
+  # Explicit interactions: pairs of categorical or multivalent features whose
+  # value combinations get their own weights, e.g. [dtcs, engine_type].
+  crosses: List[List[str]] = dataclasses.field(default_factory=list)
 
   @property
   def all(self) -> List[str]:
@@ -71,6 +83,10 @@ class Evaluation:
   macro_f1_lower_bound: float = 0.3
   # The candidate may trail the latest blessed model by at most this much.
   max_macro_f1_drop: float = 0.01
+  # The fairness guard: no configured slice with at least min_slice_examples
+  # test examples may have a macro F1 below slice_macro_f1_floor.
+  slice_macro_f1_floor: float = 0.25
+  min_slice_examples: int = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +126,50 @@ class Paths:
 
 
 @dataclasses.dataclass(frozen=True)
+class Dataflow:
+  """Where the Beam components run in production."""
+  temp_location: str               # gs://...
+  machine_type: str = 'n1-standard-4'
+  max_num_workers: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerPool:
+  """Vertex Training machines of the Trainer, or of each Tuner trial."""
+  machine_type: str = 'n1-standard-8'
+  parallel_trials: int = 1         # Tuner only: trials that run at once
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+  """The Vertex AI Model the Pusher adds versions to, and its endpoint."""
+  model_display_name: str
+  endpoint_display_name: str
+  serving_image: str = ('us-docker.pkg.dev/vertex-ai/prediction/'
+                        'tf2-cpu.2-17:latest')
+  machine_type: str = 'n1-standard-4'
+  min_replica_count: int = 1
+  max_replica_count: int = 2
+  # The new version's share of the endpoint's traffic: a canary below 100.
+  traffic_percentage: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Vertex:
+  """Production on Google Cloud: Vertex AI Pipelines, Dataflow, Vertex
+  Training and Vertex AI endpoints."""
+  project: str
+  region: str
+  service_account: str
+  image: str                       # the component image, without its tag
+  dataflow: Dataflow
+  endpoint: Endpoint
+  trainer: WorkerPool = WorkerPool()
+  tuner: WorkerPool = WorkerPool()
+  enable_caching: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
   """A whole run description. Paths are absolute once loaded."""
   pipeline_name: str
@@ -124,6 +184,7 @@ class Config:
   tuning: Tuning = Tuning()
   paths: Paths = Paths()
   beam_args: List[str] = dataclasses.field(default_factory=list)
+  vertex: Optional[Vertex] = None  # set: the run is compiled for Vertex AI
   source_path: str = '<memory>'
 
   @property
@@ -140,12 +201,42 @@ def load_config(path: str = DEFAULT_CONFIG_PATH) -> Config:
     raise ConfigError(
         f'{path}: no such configuration file. Pass --config with the path of '
         f'a YAML file such as {DEFAULT_CONFIG_PATH}.')
+  return config_from_dict(_read_with_base(path), source_path=path)
+
+
+def _read_with_base(path: str, seen=()) -> Any:
+  """The YAML at `path`, laid over the file its `base` key names, if any.
+
+  A production configuration is the local one plus what differs: mappings
+  merge key by key, any other value (a list, a number) replaces the base's.
+  """
+  if path in seen:
+    raise ConfigError(f'{path}: base: the files name each other as base.')
+  if not os.path.isfile(path):
+    raise ConfigError(f'{seen[-1]}: base: no such configuration file {path}.')
   with open(path, encoding='utf-8') as f:
     try:
       raw = yaml.safe_load(f)
     except yaml.YAMLError as e:
       raise ConfigError(f'{path}: not valid YAML: {e}') from None
-  return config_from_dict(raw, source_path=path)
+  if not isinstance(raw, dict) or 'base' not in raw:
+    return raw
+  raw = dict(raw)
+  base = raw.pop('base')
+  if not isinstance(base, str):
+    raise ConfigError(f'{path}: base: must be the path of another '
+                      f'configuration file, got {base!r}.')
+  base_path = os.path.join(os.path.dirname(path), base)
+  return _merged(_read_with_base(base_path, seen + (path,)), raw)
+
+
+def _merged(base: Any, override: Any) -> Any:
+  if not (isinstance(base, dict) and isinstance(override, dict)):
+    return override
+  merged = dict(base)
+  for key, value in override.items():
+    merged[key] = _merged(base.get(key), value)
+  return merged
 
 
 def config_from_dict(raw: Any, source_path: str = '<memory>') -> Config:
@@ -215,8 +306,14 @@ def _check_semantics(config: Config, source: str) -> None:
   if not re.fullmatch(r'[a-z][a-z0-9-]{0,63}', config.pipeline_name):
     fail('pipeline_name', 'use lower-case letters, digits and dashes, '
          f'starting with a letter (got {config.pipeline_name!r}).')
-  if config.data.format not in ('parquet', 'csv'):
-    fail('data.format', f'must be parquet or csv, got {config.data.format!r}.')
+  data = config.data
+  if data.format not in DATA_FORMATS:
+    fail('data.format', f'must be one of {", ".join(DATA_FORMATS)}, got '
+         f'{data.format!r}.')
+  if data.format == 'bigquery':
+    _check_bigquery_source(config, fail)
+  elif not data.root:
+    fail('data.root', f'the {data.format} files need a root directory.')
   if not 0.0 < config.data.sample_fraction <= 1.0:
     fail('data.sample_fraction', 'must be in (0, 1], got '
          f'{config.data.sample_fraction}.')
@@ -234,6 +331,14 @@ def _check_semantics(config: Config, source: str) -> None:
         fail(f'features.{kind}[{i}]', f'{name!r} is the label or id column '
              'and cannot be a feature.')
       seen.add(name)
+  for i, pair in enumerate(features.crosses):
+    if len(pair) != 2 or pair[0] == pair[1]:
+      fail(f'features.crosses[{i}]', 'a cross is a pair of two different '
+           f'features, got {pair}.')
+    for name in pair:
+      if name not in features.categorical + features.multivalent:
+        fail(f'features.crosses[{i}]', f'{name!r} is not a declared '
+             'categorical or multivalent feature.')
   _positive(fail, 'features.max_values_per_row', features.max_values_per_row)
   _positive(fail, 'features.vocabulary_top_k', features.vocabulary_top_k)
 
@@ -261,6 +366,10 @@ def _check_semantics(config: Config, source: str) -> None:
     fail('evaluation.macro_f1_lower_bound', 'must be in [0, 1].')
   if not 0.0 <= evaluation.max_macro_f1_drop <= 1.0:
     fail('evaluation.max_macro_f1_drop', 'must be in [0, 1].')
+  if not 0.0 <= evaluation.slice_macro_f1_floor <= 1.0:
+    fail('evaluation.slice_macro_f1_floor', 'must be in [0, 1].')
+  _positive(fail, 'evaluation.min_slice_examples',
+            evaluation.min_slice_examples)
 
   training = config.training
   for name in ('train_steps', 'eval_steps', 'batch_size', 'hidden_units',
@@ -284,6 +393,61 @@ def _check_semantics(config: Config, source: str) -> None:
     if not arg.startswith('--'):
       fail(f'beam_args[{i}]', f'Beam arguments look like --name=value, '
            f'got {arg!r}.')
+  if config.vertex is not None:
+    _check_vertex(config, fail)
+
+
+def _check_bigquery_source(config: Config, fail) -> None:
+  """The table and filter defaults must make a valid, safe query."""
+  from pipeline.production import bigquery  # pylint: disable=g-import-not-at-top
+  data = config.data
+  if not data.table:
+    fail('data.table', 'a bigquery source needs its table, as '
+         'project.dataset.table.')
+  try:
+    bigquery.split_queries(
+        data.table, source_columns(config), data.id_column,
+        dataclasses.asdict(config.splits),
+        session_filter=bigquery.SessionFilter(data.car_model, data.date_from,
+                                              data.date_to))
+  except bigquery.QueryError as e:
+    # The builder names its arguments; say which configuration keys they are.
+    field, problem = str(e).split(': ', 1)
+    fail('data.' + field.replace('session_filter.', ''), problem)
+
+
+def source_columns(config: Config) -> List[str]:
+  """The columns a run reads from its source: id, features and label."""
+  return [config.data.id_column] + config.features.all + [config.label.column]
+
+
+def _check_vertex(config: Config, fail) -> None:
+  vertex = config.vertex
+  for key in ('project', 'region', 'service_account', 'image'):
+    if not getattr(vertex, key):
+      fail(f'vertex.{key}', 'must not be empty.')
+  for key, path in (('paths.pipeline_root', config.paths.pipeline_root),
+                    ('vertex.dataflow.temp_location',
+                     vertex.dataflow.temp_location)):
+    if not path.startswith('gs://'):
+      fail(key, f'on Vertex AI this must be a gs:// URI, got {path!r}.')
+  if ':' in vertex.image.rsplit('/', 1)[-1]:
+    fail('vertex.image', 'leave the tag out: the compiled pipeline tags the '
+         'image with the git commit (or --image-tag).')
+  if config.data.format != 'bigquery':
+    fail('data.format', 'on Vertex AI the sessions come from bigquery.')
+  _positive(fail, 'vertex.dataflow.max_num_workers',
+            vertex.dataflow.max_num_workers)
+  _positive(fail, 'vertex.tuner.parallel_trials', vertex.tuner.parallel_trials)
+  endpoint = vertex.endpoint
+  if not 0 <= endpoint.traffic_percentage <= 100:
+    fail('vertex.endpoint.traffic_percentage', 'must be in [0, 100], got '
+         f'{endpoint.traffic_percentage}.')
+  _positive(fail, 'vertex.endpoint.min_replica_count',
+            endpoint.min_replica_count)
+  if endpoint.max_replica_count < endpoint.min_replica_count:
+    fail('vertex.endpoint.max_replica_count',
+         'must be at least min_replica_count.')
 
 
 def _positive(fail, key: str, value: int) -> None:
@@ -302,6 +466,8 @@ def _with_absolute_paths(config: Config) -> Config:
   return dataclasses.replace(
       config,
       schema=_absolute(config.schema),
-      data=dataclasses.replace(config.data, root=_absolute(config.data.root)),
+      data=dataclasses.replace(
+          config.data,
+          root=_absolute(config.data.root) if config.data.root else ''),
       paths=Paths(**{f.name: _absolute(getattr(paths, f.name))
                      for f in dataclasses.fields(Paths)}))

@@ -41,6 +41,7 @@ class RunSummary:
   pushed_model_dir: Optional[str] = None
   anomalies: List[Dict[str, str]] = dataclasses.field(default_factory=list)
   metrics: Optional[Dict[str, Any]] = None
+  blessing_failures: List[str] = dataclasses.field(default_factory=list)
   baseline_metrics: Optional[Dict[str, Any]] = None
   component_seconds: Dict[str, float] = dataclasses.field(default_factory=dict)
   cached_components: List[str] = dataclasses.field(default_factory=list)
@@ -150,6 +151,7 @@ def summarize(run: Optional[RunRecord], label_names: List[str],
   if evaluation is not None:
     summary.metrics, summary.baseline_metrics = (
         metrics.candidate_and_baseline(evaluation.uri, label_names))
+    summary.blessing_failures = metrics.blessing_failures(evaluation.uri)
   summary.blessed = _custom_int(run.output('Evaluator', 'blessing'),
                                 'blessed') == 1
   pushed_model = run.output('Pusher', 'pushed_model')

@@ -18,6 +18,7 @@ import yaml
 import local_runner
 from data.generator import generate_sessions, write_spans
 from models import export
+from pipeline.components.example_gen import row_to_example
 from pipeline.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -41,7 +42,7 @@ def _write_config(workspace, name: str, data_root: str, **overrides) -> str:
   }
   raw['training'].update(train_steps=150, eval_steps=5, batch_size=64)
   raw['tuning'].update(max_trials=1, steps_per_trial=20)
-  raw['evaluation']['macro_f1_lower_bound'] = 0.0
+  raw['evaluation'].update(macro_f1_lower_bound=0.0, slice_macro_f1_floor=0.0)
   for section, values in overrides.items():
     if isinstance(values, dict):
       raw[section].update(values)
@@ -84,7 +85,12 @@ def test_first_run_pushes_a_model_that_loads_and_predicts(first_run, workspace):
   metrics = summary.metrics
   assert 0.0 < metrics['macro_f1'] <= 1.0
   assert 0.0 < metrics['micro_f1'] <= 1.0
+  assert 0.5 < metrics['macro_auc'] <= 1.0
+  assert 0.0 < metrics['macro_pr_auc'] <= 1.0
   assert set(metrics['per_label']) == set(config.label.vocabulary)
+  assert {'f1', 'precision', 'recall', 'auc', 'pr_auc'} <= set(
+      metrics['per_label'][config.label.vocabulary[0]])
+  assert summary.blessing_failures == []
 
   with open(summary_path, encoding='utf-8') as f:
     written = json.load(f)
@@ -101,8 +107,10 @@ def test_first_run_pushes_a_model_that_loads_and_predicts(first_run, workspace):
   sessions = generate_sessions(4, seed=99).drop(
       columns=['repair_labels', 'session_date', 'span'])
   outputs = model.signatures['serving_default'](
-      examples=tf.constant([_serialized(row) for _, row in
-                            sessions.iterrows()]))
+      examples=tf.constant([
+          row_to_example(row).SerializeToString() for row in
+          pyarrow.Table.from_pandas(sessions, preserve_index=False).to_pylist()
+      ]))
   probabilities = outputs['probabilities'].numpy()
   assert probabilities.shape == (4, config.num_labels)
   assert ((probabilities >= 0) & (probabilities <= 1)).all()
@@ -177,7 +185,8 @@ def test_a_model_worse_than_the_baseline_is_not_blessed_or_pushed(
   # base rates, recommends nothing, and its macro F1 drops to zero.
   weakened = _write_config(
       workspace, 'weakened', str(workspace / 'sessions'),
-      features={'numeric': [], 'categorical': ['country'], 'multivalent': []},
+      features={'numeric': [], 'categorical': ['country'], 'multivalent': [],
+                'crosses': []},
       slices=[['country']])
 
   summary = local_runner.run_pipeline(load_config(weakened))
@@ -190,6 +199,59 @@ def test_a_model_worse_than_the_baseline_is_not_blessed_or_pushed(
       first.metrics['macro_f1'])
   assert summary.pushed_model_dir is None
   assert _versions(config.paths.serving_dir) == before
+  assert any(failure.startswith('overall: macro_f1 changed by')
+             for failure in summary.blessing_failures)
+
+
+def test_a_slice_below_the_fairness_floor_withholds_the_push(
+    first_run, workspace):
+  config, first, _ = first_run
+  before = _versions(config.paths.serving_dir)
+  # The first run's model, judged again: no slice of 100+ sessions reaches a
+  # macro F1 of 0.99, while the overall rules (floor 0, same as the baseline)
+  # still pass. Only the Evaluator and the Pusher run again.
+  strict = _write_config(
+      workspace, 'strict', str(workspace / 'sessions'),
+      evaluation={'slice_macro_f1_floor': 0.99, 'min_slice_examples': 100})
+
+  summary = local_runner.run_pipeline(load_config(strict))
+
+  assert summary.status == 'not_blessed', summary.error
+  assert summary.metrics['macro_f1'] == pytest.approx(first.metrics['macro_f1'])
+  assert summary.blessing_failures
+  for failure in summary.blessing_failures:
+    slice_label = failure.split(':')[0]
+    assert slice_label != 'overall'
+    assert summary.metrics['slices'][slice_label]['example_count'] >= 100
+    assert 'below the slice floor' in failure
+  assert _versions(config.paths.serving_dir) == before
+
+
+# Two runs agree within this much (see BENCHMARKS.md, "Determinism").
+SAME_SEED_TOLERANCE = 1e-6
+
+
+def test_same_configuration_data_and_seed_give_the_same_model(
+    first_run, workspace):
+  _, first, _ = first_run
+  # A second, independent run: its own pipeline root, metadata and serving
+  # directory, so nothing comes from the first run's cache.
+  twin = workspace / 'twin'
+  twin_config = _write_config(
+      workspace, 'twin', str(workspace / 'sessions'),
+      paths={'pipeline_root': str(twin / 'pipeline'),
+             'metadata': str(twin / 'metadata.sqlite'),
+             'serving_dir': str(twin / 'serving')})
+
+  summary = local_runner.run_pipeline(load_config(twin_config))
+
+  assert summary.status == 'pushed', summary.error
+  assert summary.cached_components == []
+  for name in ('macro_f1', 'micro_f1', 'macro_auc', 'macro_pr_auc'):
+    assert summary.metrics[name] == pytest.approx(
+        first.metrics[name], abs=SAME_SEED_TOLERANCE), name
+  assert export.load_thresholds(summary.pushed_model_dir) == pytest.approx(
+      export.load_thresholds(first.pushed_model_dir), abs=SAME_SEED_TOLERANCE)
 
 
 def test_missing_data_is_a_clear_error_before_anything_runs(workspace, capsys):
@@ -198,25 +260,6 @@ def test_missing_data_is_a_clear_error_before_anything_runs(workspace, capsys):
   err = capsys.readouterr().err
   assert 'no files match' in err and 'nowhere' in err
   assert 'Traceback' not in err
-
-
-def _serialized(row) -> bytes:
-  feature = {}
-  for name, value in row.items():
-    values = list(value) if isinstance(value, (list, tuple)) or hasattr(
-        value, 'tolist') and not isinstance(value, str) else [value]
-    values = [v for v in values if v == v]  # drop NaN (a missing reading)
-    if values and isinstance(values[0], str):
-      feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(
-          value=[v.encode() for v in values]))
-    elif values and isinstance(values[0], float):
-      feature[name] = tf.train.Feature(float_list=tf.train.FloatList(
-          value=values))
-    elif values:
-      feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(
-          value=[int(v) for v in values]))
-  return tf.train.Example(features=tf.train.Features(
-      feature=feature)).SerializeToString()
 
 
 def test_quality_benchmark_compares_the_pushed_model_with_oracle_and_baselines(

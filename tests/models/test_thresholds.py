@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.thresholds import (DEFAULT_THRESHOLD, best_thresholds,
+from models.thresholds import (DEFAULT_THRESHOLD, best_thresholds, macro_f1,
                                recommendation_scores)
 
 
@@ -41,3 +41,10 @@ def test_recommendation_scores_cross_one_half_at_the_threshold():
   assert scores[3] < 0.5
   # The order of the probabilities is kept for a common threshold.
   assert scores[0] < scores[1] < scores[2]
+
+
+def test_macro_f1_averages_over_labels_that_occur():
+  # label 0: tp 3, fp 1, fn 1 -> 0.75; label 1: fn 2 -> 0; label 2: absent.
+  assert macro_f1([3, 0, 0], [1, 0, 0], [1, 2, 0]) == (
+      pytest.approx(0.375))
+  assert np.isnan(macro_f1([0], [0], [0]))

@@ -6,7 +6,6 @@ import pytest
 import tensorflow as tf
 
 from models import training
-from pipeline import multilabel_metrics
 
 
 def _tiny_model_and_data():
@@ -51,10 +50,3 @@ def test_each_epoch_logs_the_eval_macro_f1_at_the_best_thresholds():
   scores = history.history[training.OBJECTIVE]
   assert len(scores) == len(history.history['loss'])
   assert all(0.0 <= score <= 1.0 for score in scores)
-
-
-def test_thresholded_macro_f1_matches_the_evaluator_definition():
-  tp, fp, fn = np.array([3., 0., 0.]), np.array([1., 0., 0.]), np.array(
-      [1., 2., 0.])
-  assert training.multilabel_macro_f1(tp, fp, fn) == pytest.approx(
-      multilabel_metrics.f1_family(tp, fp, fn)[('macro_f1', None)])

@@ -225,6 +225,12 @@ INVALID = {
     'lower_bound_above_one': (
         _set('evaluation', 'macro_f1_lower_bound', 1.2),
         ['evaluation.macro_f1_lower_bound']),
+    'negative_slice_floor': (
+        _set('evaluation', 'slice_macro_f1_floor', -0.1),
+        ['evaluation.slice_macro_f1_floor']),
+    'zero_min_slice_examples': (
+        _set('evaluation', 'min_slice_examples', 0),
+        ['evaluation.min_slice_examples']),
     'dropout_of_one': (_set('training', 'dropout', 1.0), ['training.dropout']),
 }
 

@@ -1,6 +1,7 @@
 """The Evaluator's EvalConfig generated from the run configuration: model spec, slices, metrics and the blessing threshold."""
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,9 @@ def config():
                                 'part:brake_pads', 'op:replace_brake_pads']
   raw['slices'] = [['country'], ['engine_type', 'car_model'], ['dtcs']]
   raw['evaluation'] = {'macro_f1_lower_bound': 0.42,
-                       'max_macro_f1_drop': 0.015}
+                       'max_macro_f1_drop': 0.015,
+                       'slice_macro_f1_floor': 0.35,
+                       'min_slice_examples': 150}
   return config_from_dict(raw)
 
 
@@ -57,10 +60,12 @@ def test_slices_are_overall_plus_one_per_configured_slice(eval_config):
   ]
 
 
-def test_metrics_are_example_count_and_the_multi_label_f1(eval_config):
+def test_metrics_are_example_count_the_multi_label_family_and_the_guard(
+    eval_config):
   assert [(m.class_name, m.module) for m in _metric_configs(eval_config)] == [
       ('ExampleCount', ''),
       ('MultiLabelF1', 'pipeline.multilabel_metrics'),
+      ('SliceMacroF1Shortfall', 'pipeline.multilabel_metrics'),
   ]
 
 
@@ -69,9 +74,11 @@ def test_the_blessing_threshold_gates_macro_f1_on_the_overall_slice_only(
   thresholds = tfma.metrics.metric_thresholds_from_metrics_specs(
       eval_config.metrics_specs, eval_config)
 
-  assert {(key.name, key.is_diff) for key in thresholds} == {
+  macro_f1_thresholds = {key: value for key, value in thresholds.items()
+                         if key.name == multilabel_metrics.MACRO_F1}
+  assert {(key.name, key.is_diff) for key in macro_f1_thresholds} == {
       (multilabel_metrics.MACRO_F1, False), (multilabel_metrics.MACRO_F1, True)}
-  for key, slices_and_thresholds in thresholds.items():
+  for key, slices_and_thresholds in macro_f1_thresholds.items():
     ((slice_spec, threshold),) = slices_and_thresholds
     assert slice_spec == OVERALL
     if key.is_diff:
@@ -81,6 +88,23 @@ def test_the_blessing_threshold_gates_macro_f1_on_the_overall_slice_only(
     else:
       assert threshold.lower_bound.value == pytest.approx(0.42)
       assert not threshold.HasField('upper_bound')
+
+
+def test_the_fairness_guard_holds_every_configured_slice_to_the_floor(
+    eval_config):
+  (guard,) = [m for m in _metric_configs(eval_config)
+              if m.class_name == 'SliceMacroF1Shortfall']
+  thresholds = tfma.metrics.metric_thresholds_from_metrics_specs(
+      eval_config.metrics_specs, eval_config)
+  (slices_and_thresholds,) = [
+      value for key, value in thresholds.items()
+      if key.name == multilabel_metrics.SLICE_MACRO_F1_SHORTFALL]
+
+  assert json.loads(guard.config) == {'floor': 0.35, 'min_examples': 150}
+  assert [spec for spec, _ in slices_and_thresholds] == list(
+      eval_config.slicing_specs[1:])
+  for _, threshold in slices_and_thresholds:
+    assert threshold.upper_bound.value == 0.0
 
 
 def test_the_threshold_is_not_also_set_for_every_slice(eval_config):
