@@ -15,6 +15,12 @@ ROWS ?= 50000
 SEED ?= 42
 SPANS ?= 4
 PYTEST_ARGS ?=
+# The component image (Dockerfile) and where `make push-image` puts it: your
+# Artifact Registry repository. It is tagged with the commit it is built from.
+IMAGE_URI ?= europe-west4-docker.pkg.dev/YOUR_PROJECT/repairml/repairml
+DOCKER ?= docker
+GIT_COMMIT = $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+IMAGE_TAG = $(IMAGE_URI):$(GIT_COMMIT)
 
 # TFX 1.16 needs Python 3.10. Take python3.10 from PATH if it works (a pyenv
 # shim may exist without the version being active), else pyenv's 3.10.
@@ -25,7 +31,7 @@ PYTHON310 := $(shell \
     ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 2>/dev/null | sort -V | tail -n 1; \
   fi)
 
-.PHONY: help install run data test test-fast lock schema-diff clean
+.PHONY: help install run data test test-fast lock schema-diff clean image push-image
 
 help:
 	@echo 'make run          set up .venv, generate the default data, run the local pipeline'
@@ -34,6 +40,8 @@ help:
 	@echo 'make data         generate the default data set if it is missing'
 	@echo 'make schema-diff  diff the schema SchemaGen proposes against schema/schema.pbtxt'
 	@echo 'make lock         re-compile requirements.lock from requirements.in'
+	@echo 'make image        build the component image, tagged IMAGE_URI:<git commit>'
+	@echo 'make push-image   build the component image and push it to IMAGE_URI'
 	@echo 'make clean        remove .venv, runs/ and the generated data'
 
 $(INSTALLED): requirements.lock setup.py
@@ -76,6 +84,35 @@ schema-diff: $(INSTALLED)
 lock: $(INSTALLED)
 	$(VENV)/bin/uv pip compile requirements.in --python-version 3.10 \
 	  --python-platform x86_64-unknown-linux-gnu -o requirements.lock
+
+# The tag names a commit, so the tree must be clean: with uncommitted changes
+# the image would hold code that no commit has. Vertex AI runs linux/amd64.
+image:
+	@case '$(IMAGE_URI)' in *YOUR_PROJECT*) \
+	  echo 'make image: IMAGE_URI is still the placeholder $(IMAGE_URI). Name your Artifact Registry repository, for example: make image IMAGE_URI=europe-west4-docker.pkg.dev/my-project/repairml/repairml' >&2; \
+	  exit 1;; \
+	esac
+	@if ! command -v '$(DOCKER)' >/dev/null 2>&1; then \
+	  echo 'make image: `$(DOCKER)` is not installed on this machine. Install Docker (https://docs.docker.com/engine/install/) or run make image on a machine that has it.' >&2; \
+	  exit 1; \
+	fi
+	@if ! '$(DOCKER)' info >/dev/null 2>&1; then \
+	  echo 'make image: `$(DOCKER)` is installed but cannot reach a Docker engine (`$(DOCKER) info` fails). Start the Docker daemon, or run make image on a machine that has one.' >&2; \
+	  exit 1; \
+	fi
+	@if [ -z '$(GIT_COMMIT)' ]; then \
+	  echo 'make image: no git commit to tag the image with. Run it in a git clone of repairml that has at least one commit.' >&2; \
+	  exit 1; \
+	fi
+	@if [ -n "$$(git status --porcelain)" ]; then \
+	  echo 'make image: the working tree has uncommitted changes (below), so the tag $(GIT_COMMIT) would not describe the image. Commit or stash them, then run make image again.' >&2; \
+	  git status --short >&2; \
+	  exit 1; \
+	fi
+	$(DOCKER) build --platform linux/amd64 -t $(IMAGE_TAG) .
+
+push-image: image
+	$(DOCKER) push $(IMAGE_TAG)
 
 clean:
 	rm -rf $(VENV) runs $(DATA_DIR) *.egg-info

@@ -4,6 +4,9 @@
   repairml run [--config PATH] [--summary PATH]
   repairml schema diff [--config PATH]
   repairml bench quality [--config PATH] [--rows N] [--json PATH]
+  repairml compile [--config configs/vertex.yaml] [--output PATH] [--image-tag TAG]
+  repairml submit [--config configs/vertex.yaml] [--schedule CRON | --kfp-host URL]
+                  [--car-model M] [--date-from D] [--date-to D] [--train-steps N]
 """
 
 import argparse
@@ -17,7 +20,12 @@ COMMANDS = {
                         'curated one',
     ('bench', 'quality'): 'the pushed model against the exact posterior and '
                           'scikit-learn baselines',
+    ('compile',): 'compile the pipeline for Vertex AI Pipelines or Kubeflow',
+    ('submit',): 'compile, then run or schedule it on Vertex AI (or Kubeflow)',
 }
+
+# The options of kubeflow_runner.py that send the compiled pipeline somewhere.
+SEND_OPTIONS = ('--submit', '--schedule', '--kfp-host')
 
 
 def _usage() -> str:
@@ -46,6 +54,16 @@ def main(argv: Optional[List[str]] = None) -> int:
       if words == ('bench', 'quality'):
         from benchmarks import quality  # pylint: disable=g-import-not-at-top
         return quality.main(rest)
+      import kubeflow_runner  # pylint: disable=g-import-not-at-top
+      if words == ('compile',):
+        if any(a.split('=')[0] in SEND_OPTIONS for a in rest):
+          print('repairml compile: only compiles; use `repairml submit` to '
+                'run or schedule.', file=sys.stderr)
+          return 2
+        return kubeflow_runner.main(rest)
+      if words == ('submit',):
+        sends = any(a.split('=')[0] in SEND_OPTIONS for a in rest)
+        return kubeflow_runner.main(rest if sends else rest + ['--submit'])
   if argv in ([], ['-h'], ['--help']):
     print(_usage())
     return 0

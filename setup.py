@@ -13,7 +13,7 @@ setuptools.setup(
         include=['benchmarks', 'data', 'data.*', 'models', 'models.*',
                  'pipeline',
                  'pipeline.*', 'preprocessing', 'preprocessing.*']),
-    py_modules=['cli', 'local_runner'],
+    py_modules=['cli', 'kubeflow_runner', 'local_runner'],
     # Dependencies are pinned in requirements.lock and installed from it.
     install_requires=[],
     entry_points={'console_scripts': ['repairml = cli:main']},

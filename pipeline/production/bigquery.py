@@ -1,0 +1,216 @@
+"""The BigQuery queries that feed ExampleGen in production, one per split.
+
+Locally, ExampleGen reads parquet files and TFX splits the sessions by a hash
+of the session id. In production, BigQueryExampleGen runs one query per split
+and each query keeps its own hash buckets, so only the rows of that split
+leave BigQuery. The buckets come from BigQuery's FARM_FINGERPRINT, not TFX's
+hash: each split is deterministic, but a session may land in another split
+than in a local run.
+
+Every value that reaches the SQL is validated first and rejected with a
+QueryError naming the field, and it is then quoted anyway: no table name,
+column name or filter value can change the shape of a query.
+"""
+
+import dataclasses
+import datetime
+import re
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+from tfx.proto import example_gen_pb2
+
+CAR_MODEL_COLUMN = 'car_model'
+CAR_MODEL_MAX_LENGTH = 64
+
+_IDENTIFIER = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
+# A Cloud project id starts with a letter and does not end with a hyphen.
+_PROJECT_ID = re.compile(r'[a-z][a-z0-9-]{4,28}[a-z0-9]')
+_DATASET_OR_TABLE = re.compile(r'[A-Za-z0-9_]{1,1024}')
+_CAR_MODEL = re.compile(r'[A-Za-z0-9 _./-]{1,%d}' % CAR_MODEL_MAX_LENGTH)
+
+
+class QueryError(ValueError):
+  """A value cannot go into a query; the message says which one and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionFilter:
+  """Which sessions to read; an empty field does not filter."""
+  car_model: str = ''        # '' = every car model
+  date_from: str = ''        # 'YYYY-MM-DD' inclusive, '' = no lower bound
+  date_to: str = ''          # 'YYYY-MM-DD' inclusive, '' = no upper bound
+
+
+def split_queries(
+    table: str,
+    columns: Sequence[str],
+    id_column: str,
+    splits: Mapping[str, int],
+    date_column: str = 'session_date',
+    session_filter: SessionFilter = SessionFilter()) -> Dict[str, str]:
+  """The Standard SQL query of each split, by split name.
+
+  Args:
+    table: the source table as `project.dataset.table`.
+    columns: the columns to read, in this order.
+    id_column: the column whose hash assigns a session to a split.
+    splits: split name to hash-bucket weight, e.g. {'train': 8, 'eval': 1,
+      'test': 1}; the splits take consecutive buckets in this order.
+    date_column: the DATE column that `session_filter`'s dates bound.
+    session_filter: which sessions to read.
+
+  Raises:
+    QueryError: a value is not allowed; the message names it.
+  """
+  select = _select_clause(columns)
+  source = f'FROM {_table_reference(table)}'
+  bucket = _bucket_expression(_quoted_identifier('id_column', id_column),
+                              _total_buckets(splits))
+  filters = _filter_conditions(session_filter,
+                               _quoted_identifier('date_column', date_column))
+  queries = {}
+  for name, (low, high) in _bucket_ranges(splits).items():
+    conditions = [f'{bucket} BETWEEN {low} AND {high - 1}'] + filters
+    where = 'WHERE ' + '\n  AND '.join(conditions)
+    queries[name] = '\n'.join([select, source, where])
+  return queries
+
+
+def input_config(
+    table: str,
+    columns: Sequence[str],
+    id_column: str,
+    splits: Mapping[str, int],
+    date_column: str = 'session_date',
+    session_filter: SessionFilter = SessionFilter()
+) -> example_gen_pb2.Input:
+  """The split queries as BigQueryExampleGen's `input_config`.
+
+  The splits are made by the queries, so the component's `output_config`
+  must not split again. The arguments are those of `split_queries`.
+  """
+  queries = split_queries(table, columns, id_column, splits, date_column,
+                          session_filter)
+  return example_gen_pb2.Input(splits=[
+      example_gen_pb2.Input.Split(name=name, pattern=query)
+      for name, query in queries.items()
+  ])
+
+
+def _select_clause(columns: Sequence[str]) -> str:
+  if isinstance(columns, str) or not columns:
+    raise QueryError(f'columns: list at least one column name, got '
+                     f'{columns!r}.')
+  seen = set()
+  quoted = []
+  for i, column in enumerate(columns):
+    quoted.append(_quoted_identifier(f'columns[{i}]', column))
+    # BigQuery column names are case-insensitive.
+    if column.lower() in seen:
+      raise QueryError(f'columns[{i}]: {column!r} is listed twice.')
+    seen.add(column.lower())
+  return 'SELECT\n' + ',\n'.join(f'  {q}' for q in quoted)
+
+
+def _table_reference(table: str) -> str:
+  parts = table.split('.') if isinstance(table, str) else []
+  if (len(parts) != 3 or not _PROJECT_ID.fullmatch(parts[0]) or
+      not all(_DATASET_OR_TABLE.fullmatch(part) for part in parts[1:])):
+    raise QueryError(
+        f'table: {table!r} is not a fully qualified project.dataset.table. '
+        'The project id has 6 to 30 lower-case letters, digits and hyphens, '
+        'starting with a letter; the dataset and table names have letters, '
+        'digits and underscores.')
+  return f'`{table}`'
+
+
+def _quoted_identifier(field: str, name: str) -> str:
+  if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+    raise QueryError(f'{field}: {name!r} is not a column name. Use letters, '
+                     'digits and underscores, not starting with a digit.')
+  return f'`{name}`'
+
+
+def _total_buckets(splits: Mapping[str, int]) -> int:
+  if not splits:
+    raise QueryError('splits: name at least one split, e.g. '
+                     "{'train': 8, 'eval': 1, 'test': 1}.")
+  for name, buckets in splits.items():
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+      raise QueryError(f'splits: {name!r} is not a split name. Use letters, '
+                       'digits and underscores, not starting with a digit.')
+    if (not isinstance(buckets, int) or isinstance(buckets, bool) or
+        buckets <= 0):
+      raise QueryError(f'splits[{name!r}]: the bucket count must be a '
+                       f'positive integer, got {buckets!r}.')
+  return sum(splits.values())
+
+
+def _bucket_ranges(splits: Mapping[str, int]) -> Dict[str, Tuple[int, int]]:
+  """The buckets [low, high) of each split, consecutive in `splits` order."""
+  ranges = {}
+  low = 0
+  for name, buckets in splits.items():
+    ranges[name] = (low, low + buckets)
+    low += buckets
+  return ranges
+
+
+def _bucket_expression(quoted_id: str, total: int) -> str:
+  # ABS(FARM_FINGERPRINT(...)) overflows for INT64_MIN, and BigQuery raises
+  # an error rather than wrapping. MOD first: its result lies in
+  # (-total, total), so ABS of it is safe and already a bucket in
+  # [0, total).
+  return f'ABS(MOD(FARM_FINGERPRINT(CAST({quoted_id} AS STRING)), {total}))'
+
+
+def _filter_conditions(session_filter: SessionFilter,
+                       quoted_date: str) -> List[str]:
+  conditions = []
+  if session_filter.car_model:
+    car_model = _checked_car_model(session_filter.car_model)
+    conditions.append(
+        f'`{CAR_MODEL_COLUMN}` = {_string_literal(car_model)}')
+  date_from = _parsed_date('session_filter.date_from',
+                           session_filter.date_from)
+  date_to = _parsed_date('session_filter.date_to', session_filter.date_to)
+  if date_from and date_to and date_from > date_to:
+    raise QueryError(f'session_filter.date_from: {date_from} is after '
+                     f'session_filter.date_to {date_to}; the range would be '
+                     'empty.')
+  if date_from:
+    conditions.append(f"{quoted_date} >= DATE '{date_from.isoformat()}'")
+  if date_to:
+    conditions.append(f"{quoted_date} <= DATE '{date_to.isoformat()}'")
+  return conditions
+
+
+def _checked_car_model(car_model: str) -> str:
+  if (not isinstance(car_model, str) or not _CAR_MODEL.fullmatch(car_model) or
+      car_model != car_model.strip()):
+    raise QueryError(
+        f'session_filter.car_model: {car_model!r} is not allowed. Use at most '
+        f'{CAR_MODEL_MAX_LENGTH} letters, digits, spaces and _ . - /, with '
+        'no space at either end.')
+  return car_model
+
+
+def _parsed_date(field: str, value: str):
+  """The date in `value`, or None when it is empty."""
+  if value == '':
+    return None
+  try:
+    return datetime.date.fromisoformat(value)
+  except (TypeError, ValueError):
+    raise QueryError(f'{field}: {value!r} is not a date; write it as '
+                     'YYYY-MM-DD, e.g. 2026-01-31.') from None
+
+
+def _string_literal(value: str) -> str:
+  """`value` as a BigQuery string literal that no character can end early."""
+  escaped = value.replace('\\', '\\\\').replace("'", "\\'")
+  # Anything outside printable ASCII (a newline, a typographic quote)
+  # becomes a \U escape, which BigQuery reads back as the same character.
+  escaped = re.sub(r'[^\x20-\x7e]', lambda m: f'\\U{ord(m.group()):08x}',
+                   escaped)
+  return f"'{escaped}'"

@@ -1,0 +1,207 @@
+"""What changes when the pipeline runs on Google Cloud, and nothing else.
+
+create_pipeline (pipeline/pipeline.py) builds the same graph for every runner.
+When the configuration has a `vertex` section, these functions supply the
+Google Cloud kind of four nodes:
+- the session source: a RunParameters step turns the run's runtime parameters
+  (car model, date range, training steps) into BigQueryExampleGen's queries,
+  built by pipeline/production/bigquery.py, and the Trainer's TrainArgs;
+- the Tuner and the Trainer from tfx.extensions.google_cloud_ai_platform, on
+  Vertex Training machines from the configuration;
+- the Pusher, which adds a version to one Vertex AI Model and deploys it to
+  an endpoint as a canary (pipeline/production/vertex_pusher.py);
+and the Dataflow arguments of every Beam component.
+"""
+
+import dataclasses
+import json
+import os
+import posixpath
+from typing import Any, Dict, List, Tuple
+
+from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
+from tfx.extensions.google_cloud_ai_platform.tuner import executor as tuner_executor
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from pipeline.config import Config, source_columns
+from pipeline.production import bigquery, runtime_parameters, vertex_pusher
+
+# Where the Dockerfile puts the project inside the component image.
+IMAGE_WORKDIR = '/pipeline'
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def declared_parameters(config: Config) -> Dict[str, Any]:
+  """{name: RuntimeParameter}, their defaults taken from the configuration."""
+  return {name: tfx.dsl.experimental.RuntimeParameter(
+      name=name, ptype=type(default), default=default)
+          for name, default in runtime_parameters.defaults(config).items()}
+
+
+def run_settings(car_model: str, date_from: str, date_to: str,
+                 train_steps: int, source: str) -> Tuple[str, str]:
+  """(ExampleGen's input_config, the Trainer's train_args), as proto JSON.
+
+  `source` is the JSON of the table, columns, id column and splits. A car
+  model or a date that could change a query's meaning raises the query
+  builder's QueryError, which names the parameter.
+  """
+  source = json.loads(source)
+  input_config = bigquery.input_config(
+      source['table'], source['columns'], source['id_column'],
+      source['splits'],
+      session_filter=bigquery.SessionFilter(car_model, date_from, date_to))
+  if train_steps <= 0:
+    raise bigquery.QueryError(
+        f'train_steps: must be a positive number, got {train_steps}.')
+  return (proto_utils.proto_to_json(input_config),
+          proto_utils.proto_to_json(tfx.proto.TrainArgs(num_steps=train_steps)))
+
+
+@tfx.dsl.components.component
+def RunParameters(  # pylint: disable=invalid-name
+    car_model: tfx.dsl.components.Parameter[str],
+    date_from: tfx.dsl.components.Parameter[str],
+    date_to: tfx.dsl.components.Parameter[str],
+    train_steps: tfx.dsl.components.Parameter[int],
+    source: tfx.dsl.components.Parameter[str],
+    input_config: tfx.dsl.components.OutputArtifact[standard_artifacts.String],
+    train_args: tfx.dsl.components.OutputArtifact[standard_artifacts.String]):
+  """Checks a run's parameters; writes ExampleGen's queries and TrainArgs,
+  before anything reads BigQuery (see run_settings)."""
+  input_config.value, train_args.value = run_settings(
+      car_model, date_from, date_to, train_steps, source)
+
+
+def session_source(config: Config):
+  """(RunParameters node, BigQueryExampleGen node, Trainer's train_args)."""
+  run_parameters = RunParameters(
+      **declared_parameters(config),
+      source=json.dumps({
+          'table': config.data.table,
+          'columns': source_columns(config),
+          'id_column': config.data.id_column,
+          'splits': dataclasses.asdict(config.splits),
+      }))
+  example_gen = tfx.extensions.google_cloud_big_query.BigQueryExampleGen(
+      input_config=run_parameters.outputs['input_config'].future()[0].value,
+      # The queries make the splits; ExampleGen must not split again.
+      output_config=tfx.proto.Output())
+  train_args = run_parameters.outputs['train_args'].future()[0].value
+  return run_parameters, example_gen, train_args
+
+
+def image_path(path: str) -> str:
+  """Where a file of this checkout is inside the component image."""
+  if '://' in path or not path.startswith(PROJECT_ROOT + os.sep):
+    return path
+  return posixpath.join(IMAGE_WORKDIR, *os.path.relpath(
+      path, PROJECT_ROOT).split(os.sep))
+
+
+def beam_pipeline_args(config: Config) -> List[str]:
+  """Dataflow for every Beam component, plus any configured extra args."""
+  vertex = config.vertex
+  return [
+      '--runner=DataflowRunner',
+      f'--project={vertex.project}',
+      f'--region={vertex.region}',
+      f'--temp_location={vertex.dataflow.temp_location}',
+      f'--service_account_email={vertex.service_account}',
+      # Dataflow workers install repairml from the image's checkout.
+      '--setup_file=./setup.py',
+      f'--machine_type={vertex.dataflow.machine_type}',
+      f'--max_num_workers={vertex.dataflow.max_num_workers}',
+  ] + list(config.beam_args)
+
+
+def _worker_pool(machine_type: str, image: str, replicas: int = 1):
+  return {'machine_spec': {'machine_type': machine_type},
+          'replica_count': replicas,
+          'container_spec': {'image_uri': image}}
+
+
+def trainer_custom_config(config: Config, image: str,
+                          model_settings: Dict[str, Any]) -> Dict[str, Any]:
+  """The Trainer's settings plus where Vertex Training runs it."""
+  vertex = config.vertex
+  return {
+      **model_settings,
+      tfx.extensions.google_cloud_ai_platform.ENABLE_VERTEX_KEY: True,
+      tfx.extensions.google_cloud_ai_platform.VERTEX_REGION_KEY: vertex.region,
+      tfx.extensions.google_cloud_ai_platform.TRAINING_ARGS_KEY: {
+          'project': vertex.project,
+          'job_spec': {
+              'worker_pool_specs': [
+                  _worker_pool(vertex.trainer.machine_type, image)],
+              'service_account': vertex.service_account,
+          },
+      },
+  }
+
+
+def tuner_custom_config(config: Config, image: str,
+                        model_settings: Dict[str, Any]) -> Dict[str, Any]:
+  """The Tuner's settings plus its flock of Vertex Training workers: one
+  chief and parallel_trials - 1 workers, each running trials."""
+  vertex = config.vertex
+  parallel = vertex.tuner.parallel_trials
+  pools = [_worker_pool(vertex.tuner.machine_type, image)]
+  if parallel > 1:
+    pools.append(_worker_pool(vertex.tuner.machine_type, image, parallel - 1))
+  return {
+      **model_settings,
+      tfx.extensions.google_cloud_ai_platform.ENABLE_VERTEX_KEY: True,
+      tfx.extensions.google_cloud_ai_platform.VERTEX_REGION_KEY: vertex.region,
+      tuner_executor.TUNING_ARGS_KEY: {
+          'project': vertex.project,
+          'job_spec': {'worker_pool_specs': pools,
+                       'service_account': vertex.service_account},
+      },
+      tuner_executor.REMOTE_TRIALS_WORKING_DIR_KEY: posixpath.join(
+          config.paths.pipeline_root, 'tuner_trials'),
+  }
+
+
+def tuner(config: Config, image: str, model_settings: Dict[str, Any],
+          **inputs) -> tfx.extensions.google_cloud_ai_platform.Tuner:
+  return tfx.extensions.google_cloud_ai_platform.Tuner(
+      tune_args=tfx.proto.TuneArgs(
+          num_parallel_trials=config.vertex.tuner.parallel_trials),
+      custom_config=tuner_custom_config(config, image, model_settings),
+      **inputs)
+
+
+def trainer(config: Config, image: str, model_settings: Dict[str, Any],
+            **inputs) -> tfx.extensions.google_cloud_ai_platform.Trainer:
+  return tfx.extensions.google_cloud_ai_platform.Trainer(
+      custom_config=trainer_custom_config(config, image, model_settings),
+      **inputs)
+
+
+def pusher(config: Config, code_version: str,
+           **inputs) -> tfx.components.Pusher:
+  """Adds the blessed model as a new version of one Vertex AI Model, and
+  deploys it to the endpoint with the configured share of traffic.
+
+  The custom_config keys are the Vertex Pusher extension's; its component
+  class takes no custom executor, so the standard one carries ours.
+  """
+  vertex, endpoint = config.vertex, config.vertex.endpoint
+  return tfx.components.Pusher(
+      custom_config=vertex_pusher.custom_config(
+          project=vertex.project, region=vertex.region,
+          serving_image=endpoint.serving_image,
+          model_display_name=endpoint.model_display_name,
+          endpoint_display_name=endpoint.endpoint_display_name,
+          traffic_percentage=endpoint.traffic_percentage,
+          machine_type=endpoint.machine_type,
+          min_replica_count=endpoint.min_replica_count,
+          max_replica_count=endpoint.max_replica_count,
+          code_version=code_version, pipeline_name=config.pipeline_name),
+      custom_executor_spec=executor_spec.ExecutorClassSpec(
+          vertex_pusher.Executor),
+      **inputs)

@@ -1,0 +1,361 @@
+"""The pipeline compiled for Vertex AI, offline: the KFP spec, its runtime
+parameters, queries, Dataflow and Vertex settings; the same graph as the local
+pipeline; and what `repairml submit` would send."""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+import kubeflow_runner
+from pipeline.config import load_config
+from pipeline.production import submission, vertex
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+VERTEX_CONFIG = str(PROJECT_ROOT / 'configs' / 'vertex.yaml')
+LOCAL_CONFIG = str(PROJECT_ROOT / 'configs' / 'local.yaml')
+TAG = '0123456789ab'
+IMAGE = ('europe-west4-docker.pkg.dev/my-gcp-project/repairml/repairml:' + TAG)
+
+# Each node and the nodes it waits for.
+UPSTREAM = {
+    'RunParameters': set(),
+    'BigQueryExampleGen': {'RunParameters'},
+    'CuratedSchema': set(),
+    'StatisticsGen': {'BigQueryExampleGen', 'CuratedSchema'},
+    'ProposedSchema': {'StatisticsGen'},
+    'ExampleValidator': {'CuratedSchema', 'StatisticsGen'},
+    'DataGate': {'ExampleValidator'},
+    'Transform': {'BigQueryExampleGen', 'CuratedSchema', 'DataGate'},
+    'Tuner': {'Transform'},
+    'Trainer': {'RunParameters', 'Transform', 'Tuner'},
+    'LatestBlessedModel-model-resolver': set(),
+    'LatestBlessedModel-model-blessing-resolver': set(),
+    'Evaluator': {'BigQueryExampleGen', 'Trainer',
+                  'LatestBlessedModel-model-resolver'},
+    'Pusher': {'Evaluator', 'Trainer'},
+}
+BEAM_COMPONENTS = ('BigQueryExampleGen', 'StatisticsGen', 'Transform',
+                   'Evaluator')
+
+
+@pytest.fixture(scope='module')
+def compiled(tmp_path_factory):
+  """The job JSON `kubeflow_runner.py --config configs/vertex.yaml` writes."""
+  output = tmp_path_factory.mktemp('compiled') / 'pipeline.json'
+  exit_code = kubeflow_runner.main(['--config', VERTEX_CONFIG, '--output',
+                                    str(output), '--image-tag', TAG])
+  assert exit_code == 0
+  with open(output, encoding='utf-8') as f:
+    return str(output), json.load(f)
+
+
+@pytest.fixture(scope='module')
+def spec(compiled) -> pipeline_spec_pb2.PipelineSpec:
+  _, job = compiled
+  return json_format.ParseDict(job['pipelineSpec'],
+                               pipeline_spec_pb2.PipelineSpec())
+
+
+def _parameters(spec, task: str):
+  """{name: constant value} of a task's compiled parameters."""
+  inputs = spec.root.dag.tasks[task].inputs.parameters
+  return {name: json_format.MessageToDict(value.runtime_value.constant)
+          for name, value in inputs.items()
+          if value.HasField('runtime_value')}
+
+
+def _custom_config(spec, task: str):
+  return json.loads(_parameters(spec, task)['custom_config'])
+
+
+def test_compiles_to_a_kfp_pipeline_job_without_credentials(compiled, spec):
+  _, job = compiled
+  assert set(job) == {'displayName', 'labels', 'pipelineSpec',
+                      'runtimeConfig'}
+  assert job['displayName'] == 'repairml'
+  assert spec.pipeline_info.name == 'repairml'
+  assert job['runtimeConfig']['gcsOutputDirectory'] == (
+      'gs://my-gcp-project-repairml/pipeline-root')
+
+
+def test_every_component_waits_for_its_upstream_components(spec):
+  tasks = spec.root.dag.tasks
+  assert {name: set(task.dependent_tasks) for name, task in tasks.items()} == (
+      UPSTREAM)
+
+
+def test_every_step_runs_the_component_image_of_this_commit(spec):
+  executors = spec.deployment_spec['executors']
+  containers = [executor['container'] for executor in executors.values()
+                if 'container' in executor]
+  assert len(containers) == len(
+      [t for t in UPSTREAM if not t.startswith('LatestBlessedModel')])
+  for container in containers:
+    assert container['image'] == IMAGE
+    assert list(container['command']) == [
+        'python', '-m',
+        'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor']
+
+
+def test_runtime_parameters_are_declared_with_the_configured_defaults(
+    compiled, spec):
+  _, job = compiled
+  declared = spec.root.input_definitions.parameters
+  assert {name: pipeline_spec_pb2.ParameterType.ParameterTypeEnum.Name(
+      parameter.parameter_type) for name, parameter in declared.items()} == {
+          'car_model': 'STRING', 'date_from': 'STRING', 'date_to': 'STRING',
+          'train_steps': 'NUMBER_INTEGER'}
+  assert job['runtimeConfig']['parameterValues'] == {
+      'car_model': '', 'date_from': '', 'date_to': '', 'train_steps': 2000}
+  run_parameters = spec.root.dag.tasks['RunParameters'].inputs.parameters
+  for name in declared:
+    assert run_parameters[name].component_input_parameter == name
+
+
+def test_example_gen_and_trainer_take_their_settings_from_the_run_parameters(
+    spec):
+  tasks = spec.root.dag.tasks
+  for task, key in (('BigQueryExampleGen', 'input_config'),
+                    ('Trainer', 'train_args')):
+    produced = tasks[task].inputs.parameters[key].task_output_parameter
+    assert produced.producer_task == 'RunParameters_task'
+    assert produced.output_parameter_key == key
+
+
+def test_the_queries_of_a_run_hold_its_filters(spec):
+  # What the RunParameters step computes on Vertex AI from the compiled
+  # source and a run's parameter values.
+  source = _parameters(spec, 'RunParameters')['source']
+  input_config, train_args = vertex.run_settings(
+      'compact_suv', '2026-01-01', '2026-03-31', 500, source)
+
+  splits = json.loads(input_config)['splits']
+  assert [split['name'] for split in splits] == ['train', 'eval', 'test']
+  for split in splits:
+    query = split['pattern']
+    assert 'FROM `my-gcp-project.repairml.sessions`' in query
+    assert "`car_model` = 'compact_suv'" in query
+    assert "`session_date` >= DATE '2026-01-01'" in query
+    assert "`session_date` <= DATE '2026-03-31'" in query
+    assert 'FARM_FINGERPRINT' in query
+  assert json.loads(train_args) == {'num_steps': 500}
+
+
+def test_a_car_model_that_would_change_the_query_fails_the_run_parameters():
+  source = json.dumps({'table': 'my-gcp-project.repairml.sessions',
+                       'columns': ['session_id'], 'id_column': 'session_id',
+                       'splits': {'train': 1}})
+  with pytest.raises(ValueError, match='car_model'):
+    vertex.run_settings("x' OR '1'='1", '', '', 100, source)
+
+
+def test_beam_components_run_on_dataflow_with_the_image_setup_file(spec):
+  executors = spec.deployment_spec['executors']
+  for component in BEAM_COMPONENTS:
+    args = list(executors[f'{component}_executor']['container']['args'])
+    for expected in ('--runner=DataflowRunner', '--project=my-gcp-project',
+                     '--region=europe-west4',
+                     '--temp_location=gs://my-gcp-project-repairml/dataflow-tmp',
+                     '--setup_file=./setup.py',
+                     '--machine_type=n1-standard-4', '--max_num_workers=10'):
+      assert expected in args, (component, expected)
+
+
+def test_trainer_runs_on_vertex_training_with_the_component_image(spec):
+  custom_config = _custom_config(spec, 'Trainer')
+  assert custom_config['ai_platform_enable_vertex'] is True
+  assert custom_config['ai_platform_vertex_region'] == 'europe-west4'
+  training = custom_config['ai_platform_training_args']
+  assert training['project'] == 'my-gcp-project'
+  (pool,) = training['job_spec']['worker_pool_specs']
+  assert pool['machine_spec'] == {'machine_type': 'n1-standard-8'}
+  assert pool['container_spec'] == {'image_uri': IMAGE}
+  assert training['job_spec']['service_account'] == (
+      'repairml-pipelines@my-gcp-project.iam.gserviceaccount.com')
+  # The model settings travel with it, as in a local run.
+  assert custom_config['training']['train_steps'] == 2000
+  assert _parameters(spec, 'Trainer')['run_fn'] == 'models.training.run_fn'
+
+
+def test_tuner_runs_parallel_trials_on_vertex_training(spec):
+  custom_config = _custom_config(spec, 'Tuner')
+  pools = custom_config['ai_platform_tuning_args']['job_spec'][
+      'worker_pool_specs']
+  assert [pool['replica_count'] for pool in pools] == [1, 2]
+  assert all(pool['container_spec'] == {'image_uri': IMAGE} for pool in pools)
+  assert json.loads(_parameters(spec, 'Tuner')['tune_args']) == {
+      'num_parallel_trials': 3}
+  assert custom_config['remote_trials_working_dir'].startswith(
+      'gs://my-gcp-project-repairml/pipeline-root/')
+
+
+def test_pusher_adds_a_version_to_one_model_and_deploys_a_canary(spec):
+  serving = _custom_config(spec, 'Pusher')['ai_platform_serving_args']
+  assert serving['project_id'] == 'my-gcp-project'
+  assert serving['model_display_name'] == 'repairml'
+  assert serving['endpoint_display_name'] == 'repairml'
+  assert serving['traffic_percentage'] == 10
+  assert serving['pipeline_name'] == 'repairml'
+  assert re.fullmatch(r'[0-9a-f]{16}', serving['code_version'])
+  executor = spec.deployment_spec['executors']['Pusher_executor']
+  assert ('pipeline.production.vertex_pusher.Executor' in
+          executor['container']['args'])
+
+
+def test_the_curated_schema_is_read_from_the_component_image(spec):
+  assert _parameters(spec, 'CuratedSchema')['schema_file'] == (
+      f'{vertex.IMAGE_WORKDIR}/schema/schema.pbtxt')
+
+
+def test_the_dockerfile_puts_the_project_where_the_pipeline_looks():
+  dockerfile = (PROJECT_ROOT / 'Dockerfile').read_text(encoding='utf-8')
+  assert f'WORKDIR {vertex.IMAGE_WORKDIR}' in dockerfile.splitlines()
+
+
+def _graph(pipeline):
+  """{node id: upstream node ids}, with the ExampleGen kind made neutral."""
+  rename = {'FileBasedExampleGen': 'ExampleGen',
+            'BigQueryExampleGen': 'ExampleGen'}
+  return {rename.get(node.id, node.id): {rename.get(up.id, up.id)
+                                         for up in node.upstream_nodes
+                                         if up.id != 'RunParameters'}
+          for node in pipeline.components if node.id != 'RunParameters'}
+
+
+def test_local_and_vertex_pipelines_have_the_same_graph():
+  from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
+  local = create_pipeline(load_config(LOCAL_CONFIG))
+  production = create_pipeline(load_config(VERTEX_CONFIG), image=IMAGE)
+
+  assert _graph(local) == _graph(production)
+  kinds = lambda p: {n.id: f'{type(n).__module__}.{type(n).__name__}'  # pylint: disable=unnecessary-lambda-assignment
+                     for n in p.components}
+  differing = {node for node, kind in kinds(production).items()
+               if kinds(local).get(node) != kind}
+  # Only the data source differs in kind; the Tuner and Trainer are the
+  # Vertex Training extensions; the Pusher carries the Vertex executor.
+  assert differing == {'RunParameters', 'BigQueryExampleGen', 'Tuner',
+                       'Trainer'}
+
+
+def test_a_configuration_without_a_vertex_section_is_refused(capsys):
+  assert kubeflow_runner.main(['--config', LOCAL_CONFIG, '--output',
+                               os.devnull]) == 2
+  err = capsys.readouterr().err
+  assert 'no vertex section' in err and 'Traceback' not in err
+
+
+def test_an_unsafe_car_model_is_refused_before_compiling(tmp_path, capsys):
+  output = tmp_path / 'pipeline.json'
+  assert kubeflow_runner.main([
+      '--config', VERTEX_CONFIG, '--output', str(output), '--image-tag', TAG,
+      '--submit', '--car-model', "x'; DROP TABLE sessions; --"]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('repairml: --car-model:') and 'Traceback' not in err
+  assert not output.exists()
+
+
+class _Args:
+  """The parsed command line of a submission."""
+
+  def __init__(self, **given):
+    self.car_model = self.date_from = self.date_to = None
+    self.train_steps = self.schedule = self.kfp_host = None
+    self.no_cache = False
+    self.__dict__.update(given)
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+  """Stops `repairml submit` at the Vertex AI SDK: records what it sends."""
+  calls = {}
+  monkeypatch.setattr(submission, 'default_credentials', AnonymousCredentials)
+  monkeypatch.setattr(submission, 'check_images',
+                      lambda job: calls.setdefault('checked', job))
+  monkeypatch.setattr(submission, 'submit', lambda job, service_account: (
+      calls.update(job=job, service_account=service_account) or
+      submission.Submission('projects/p/jobs/j', 'https://console/j')))
+  monkeypatch.setattr(
+      submission, 'schedule',
+      lambda job, cron, display_name, service_account: (
+          calls.update(job=job, cron=cron, service_account=service_account) or
+          submission.Submission('projects/p/schedules/s', 'https://console/s')))
+  return calls
+
+
+def _send(compiled, args, terminal):
+  template, _ = compiled
+  config = load_config(VERTEX_CONFIG)
+  values = kubeflow_runner.parameter_values(config, args)
+  kubeflow_runner.send(config, args, values, template, IMAGE, terminal)
+
+
+def test_submit_sends_the_compiled_job_with_its_parameters_and_labels(
+    compiled, recorded, capsys):
+  import sys  # pylint: disable=g-import-not-at-top
+  _send(compiled, _Args(car_model='compact_suv', train_steps=500,
+                        no_cache=True), sys.stdout)
+
+  job = recorded['job']
+  assert recorded['checked'] is job
+  assert recorded['service_account'] == (
+      'repairml-pipelines@my-gcp-project.iam.gserviceaccount.com')
+  resource = job.to_dict()
+  runtime_config = resource['runtimeConfig']
+  assert runtime_config['gcsOutputDirectory'] == (
+      'gs://my-gcp-project-repairml/pipeline-root')
+  assert runtime_config['parameterValues'] == {
+      'car_model': 'compact_suv', 'train_steps': 500, 'date_from': '',
+      'date_to': ''}
+  assert resource['labels']['image-tag'] == TAG
+  assert re.fullmatch(r'[0-9a-f]{12}', resource['labels']['git-commit'])
+  assert resource['labels']['tfx_runner'] == 'kubeflow_v2'
+  assert job.project == 'my-gcp-project'
+  assert job.location == 'europe-west4'
+  # --no-cache turns caching off in every task.
+  tasks = resource['pipelineSpec']['root']['dag']['tasks']
+  assert all(not task['cachingOptions'].get('enableCache', False)
+             for task in tasks.values())
+  assert 'submitted to Vertex AI Pipelines' in capsys.readouterr().out
+
+
+def test_schedule_creates_a_schedule_of_the_compiled_job(compiled, recorded):
+  import io  # pylint: disable=g-import-not-at-top
+  terminal = io.StringIO()
+  _send(compiled, _Args(schedule='0 3 * * 1'), terminal)
+
+  assert recorded['cron'] == '0 3 * * 1'
+  assert recorded['job'].to_dict()['runtimeConfig']['parameterValues'][
+      'train_steps'] == 2000
+  assert 'scheduled "0 3 * * 1"' in terminal.getvalue()
+
+
+def test_kfp_host_starts_a_run_on_the_kubeflow_cluster(compiled, monkeypatch):
+  import io  # pylint: disable=g-import-not-at-top
+  import kfp  # pylint: disable=g-import-not-at-top
+  runs = []
+
+  class FakeClient:
+
+    def __init__(self, host):
+      self.host = host
+
+    def create_run_from_pipeline_package(self, **kwargs):
+      runs.append((self.host, kwargs))
+      return type('Run', (), {'run_id': 'run-1'})()
+
+  monkeypatch.setattr(kfp, 'Client', FakeClient)
+  _send(compiled, _Args(kfp_host='http://localhost:8080',
+                        date_from='2026-01-01'), io.StringIO())
+
+  ((host, kwargs),) = runs
+  assert host == 'http://localhost:8080'
+  assert kwargs['arguments']['date_from'] == '2026-01-01'
+  assert kwargs['arguments']['train_steps'] == 2000
+  assert kwargs['pipeline_root'] == 'gs://my-gcp-project-repairml/pipeline-root'
