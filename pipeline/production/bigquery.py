@@ -56,13 +56,17 @@ def split_queries(
     id_column: the column whose hash assigns a session to a split.
     splits: split name to hash-bucket weight, e.g. {'train': 8, 'eval': 1,
       'test': 1}; the splits take consecutive buckets in this order.
-    date_column: the DATE column that `session_filter`'s dates bound.
+    date_column: the DATE (or 'YYYY-MM-DD' STRING) column that
+      `session_filter`'s dates bound. If it
+      is one of `columns`, it is read as a 'YYYY-MM-DD' STRING: TFX's
+      BigQuery-to-tf.Example conversion knows no DATE, and the local data
+      holds the date as a string too.
     session_filter: which sessions to read.
 
   Raises:
     QueryError: a value is not allowed; the message names it.
   """
-  select = _select_clause(columns)
+  select = _select_clause(columns, date_column)
   source = f'FROM {_table_reference(table)}'
   bucket = _bucket_expression(_quoted_identifier('id_column', id_column),
                               _total_buckets(splits))
@@ -97,14 +101,16 @@ def input_config(
   ])
 
 
-def _select_clause(columns: Sequence[str]) -> str:
+def _select_clause(columns: Sequence[str], date_column: str) -> str:
   if isinstance(columns, str) or not columns:
     raise QueryError(f'columns: list at least one column name, got '
                      f'{columns!r}.')
   seen = set()
   quoted = []
   for i, column in enumerate(columns):
-    quoted.append(_quoted_identifier(f'columns[{i}]', column))
+    name = _quoted_identifier(f'columns[{i}]', column)
+    quoted.append(f'CAST({name} AS STRING) AS {name}'
+                  if column == date_column else name)
     # BigQuery column names are case-insensitive.
     if column.lower() in seen:
       raise QueryError(f'columns[{i}]: {column!r} is listed twice.')
@@ -178,10 +184,14 @@ def _filter_conditions(session_filter: SessionFilter,
     raise QueryError(f'session_filter.date_from: {date_from} is after '
                      f'session_filter.date_to {date_to}; the range would be '
                      'empty.')
+  # CAST: the column may be a DATE, or a 'YYYY-MM-DD' STRING as loaded from
+  # the generated parquet files.
   if date_from:
-    conditions.append(f"{quoted_date} >= DATE '{date_from.isoformat()}'")
+    conditions.append(
+        f"CAST({quoted_date} AS DATE) >= DATE '{date_from.isoformat()}'")
   if date_to:
-    conditions.append(f"{quoted_date} <= DATE '{date_to.isoformat()}'")
+    conditions.append(
+        f"CAST({quoted_date} AS DATE) <= DATE '{date_to.isoformat()}'")
   return conditions
 
 

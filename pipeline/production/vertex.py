@@ -19,13 +19,15 @@ import os
 import posixpath
 from typing import Any, Dict, List, Tuple
 
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.extensions.google_cloud_ai_platform.tuner import executor as tuner_executor
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from pipeline.config import Config, source_columns
+from pipeline.config import Config
 from pipeline.production import bigquery, runtime_parameters, vertex_pusher
 
 # Where the Dockerfile puts the project inside the component image.
@@ -76,13 +78,24 @@ def RunParameters(  # pylint: disable=invalid-name
       car_model, date_from, date_to, train_steps, source)
 
 
+def schema_columns(config: Config) -> List[str]:
+  """Every column the curated schema declares, the session id first: what a
+  local run reads from its files, ExampleGen reads from BigQuery."""
+  schema = schema_pb2.Schema()
+  with open(config.schema, encoding='utf-8') as f:
+    text_format.Parse(f.read(), schema)
+  names = [feature.name for feature in schema.feature]
+  id_column = config.data.id_column
+  return [id_column] + [name for name in names if name != id_column]
+
+
 def session_source(config: Config):
   """(RunParameters node, BigQueryExampleGen node, Trainer's train_args)."""
   run_parameters = RunParameters(
       **declared_parameters(config),
       source=json.dumps({
           'table': config.data.table,
-          'columns': source_columns(config),
+          'columns': schema_columns(config),
           'id_column': config.data.id_column,
           'splits': dataclasses.asdict(config.splits),
       }))

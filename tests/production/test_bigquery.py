@@ -47,7 +47,7 @@ def test_eval_query_selects_the_columns_of_its_bucket_with_the_filters():
       'FROM `my-project.repairml.sessions`\n'
       f'WHERE {BUCKET} BETWEEN 8 AND 8\n'
       "  AND `car_model` = 'Golf VII'\n"
-      "  AND `session_date` >= DATE '2026-01-01'")
+      "  AND CAST(`session_date` AS DATE) >= DATE '2026-01-01'")
 
 
 def test_splits_take_consecutive_buckets_in_the_given_order():
@@ -100,8 +100,8 @@ def test_a_date_range_bounds_the_date_column_inclusively():
                    date_column='day')['test']
 
   assert query.splitlines()[-2:] == [
-      "  AND `day` >= DATE '2026-01-01'",
-      "  AND `day` <= DATE '2026-03-31'",
+      "  AND CAST(`day` AS DATE) >= DATE '2026-01-01'",
+      "  AND CAST(`day` AS DATE) <= DATE '2026-03-31'",
   ]
   assert 'car_model` =' not in query
 
@@ -110,14 +110,15 @@ def test_a_single_day_range_is_allowed():
   query = _queries(SessionFilter(date_from='2026-02-01',
                                  date_to='2026-02-01'))['eval']
 
-  assert "`session_date` >= DATE '2026-02-01'" in query
-  assert "`session_date` <= DATE '2026-02-01'" in query
+  assert "CAST(`session_date` AS DATE) >= DATE '2026-02-01'" in query
+  assert "CAST(`session_date` AS DATE) <= DATE '2026-02-01'" in query
 
 
 def test_only_an_upper_date_bound():
   query = _queries(SessionFilter(date_to='2026-02-01'))['eval']
 
-  assert query.splitlines()[-1] == "  AND `session_date` <= DATE '2026-02-01'"
+  assert query.splitlines()[-1] == (
+      "  AND CAST(`session_date` AS DATE) <= DATE '2026-02-01'")
   assert '>= DATE' not in query
 
 
@@ -272,3 +273,10 @@ def test_big_query_example_gen_accepts_the_input_config():
       example_gen.exec_properties['input_config'], example_gen_pb2.Input())
   assert stored == config
   assert 'examples' in example_gen.outputs
+
+
+def test_the_date_column_is_read_as_a_string_when_selected():
+  queries = split_queries(TABLE, ['session_id', 'session_date'], 'session_id',
+                          {'train': 1})
+  assert ('CAST(`session_date` AS STRING) AS `session_date`' in
+          queries['train'])

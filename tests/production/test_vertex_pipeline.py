@@ -141,9 +141,13 @@ def test_the_queries_of_a_run_hold_its_filters(spec):
     query = split['pattern']
     assert 'FROM `my-gcp-project.repairml.sessions`' in query
     assert "`car_model` = 'compact_suv'" in query
-    assert "`session_date` >= DATE '2026-01-01'" in query
-    assert "`session_date` <= DATE '2026-03-31'" in query
+    assert "CAST(`session_date` AS DATE) >= DATE '2026-01-01'" in query
+    assert "CAST(`session_date` AS DATE) <= DATE '2026-03-31'" in query
     assert 'FARM_FINGERPRINT' in query
+    # Every column of the curated schema, as a local run reads them.
+    for column in ('`session_id`', '`span`', '`dtcs`', '`repair_labels`',
+                   'CAST(`session_date` AS STRING) AS `session_date`'):
+      assert column in query
   assert json.loads(train_args) == {'num_steps': 500}
 
 
