@@ -376,18 +376,26 @@ class VertexModelRegistry:
 
   def find_model(self, display_name: str) -> Optional[str]:
     """The resource name of the Model called `display_name`, or None."""
-    with self._step(f'looking up the Model "{display_name}"'):
-      models = aiplatform.Model.list(
+    model = self._only_one_named(aiplatform.Model, 'Model', 'Models',
+                                 display_name, 'add a version to',
+                                 'model_display_name')
+    return model.resource_name if model else None
+
+  def _only_one_named(self, resource_class, kind: str, kinds: str,
+                      display_name: str, purpose: str, setting: str):
+    """The one resource of `resource_class` called `display_name`, or None."""
+    with self._step(f'looking up the {kind} "{display_name}"'):
+      found = resource_class.list(
           filter=f'display_name="{display_name}"', project=self._project,
           location=self._region)
-    if len(models) > 1:
+    if len(found) > 1:
       raise RuntimeError(
-          f'{len(models)} Vertex AI Models in project {self._project}, region '
+          f'{len(found)} Vertex AI {kinds} in project {self._project}, region '
           f'{self._region} are called "{display_name}" '
-          f'({", ".join(m.resource_name for m in models)}), so the pusher '
-          'cannot tell which one to add a version to: rename or delete all '
-          'but one, or push to another model_display_name')
-    return models[0].resource_name if models else None
+          f'({", ".join(r.resource_name for r in found)}), so the pusher '
+          f'cannot tell which one to {purpose}: rename or delete all but '
+          f'one, or use another {setting}')
+    return found[0] if found else None
 
   def upload_version(self, display_name: str, artifact_uri: str,
                      serving_image: str, parent_model: Optional[str],
@@ -416,19 +424,10 @@ class VertexModelRegistry:
 
   def find_or_create_endpoint(self, display_name: str) -> EndpointState:
     """The endpoint called `display_name`, created if there is none."""
-    with self._step(f'looking up the endpoint "{display_name}"'):
-      endpoints = aiplatform.Endpoint.list(
-          filter=f'display_name="{display_name}"', project=self._project,
-          location=self._region)
-    if len(endpoints) > 1:
-      raise RuntimeError(
-          f'{len(endpoints)} Vertex AI endpoints in project {self._project}, '
-          f'region {self._region} are called "{display_name}" '
-          f'({", ".join(e.resource_name for e in endpoints)}): rename or '
-          'delete all but one, or deploy to another endpoint_display_name')
-    if endpoints:
-      endpoint = endpoints[0]
-    else:
+    endpoint = self._only_one_named(aiplatform.Endpoint, 'endpoint',
+                                    'endpoints', display_name, 'deploy to',
+                                    'endpoint_display_name')
+    if endpoint is None:
       logging.info('No endpoint "%s" in project %s, region %s; creating it.',
                    display_name, self._project, self._region)
       with self._step(f'creating the endpoint "{display_name}"'):
