@@ -9,7 +9,7 @@
                   [--car-model M] [--date-from D] [--date-to D] [--train-steps N]
 """
 
-import argparse
+import os
 import sys
 from typing import List, Optional
 
@@ -36,6 +36,32 @@ def _usage() -> str:
   return '\n'.join(lines)
 
 
+def _log_file(argv: List[str]) -> str:
+  """The log file of the configuration that `--config` names, if it loads."""
+  # pylint: disable=g-import-not-at-top
+  import argparse
+  from pipeline.config import DEFAULT_CONFIG_PATH, ConfigError, Paths
+  from pipeline.config import load_config
+  # pylint: enable=g-import-not-at-top
+  parser = argparse.ArgumentParser(add_help=False)
+  parser.add_argument('--config', default=DEFAULT_CONFIG_PATH)
+  known, _ = parser.parse_known_args(argv)
+  try:
+    return load_config(known.config).paths.log_file
+  except ConfigError:  # the command itself reports it
+    return os.path.abspath(Paths().log_file)
+
+
+def _bench_quality(argv: List[str]) -> int:
+  """TensorFlow, Beam and scikit-learn write to the log; the table to you."""
+  from pipeline import progress  # pylint: disable=g-import-not-at-top
+  log_file = _log_file(argv)
+  with progress.output_to_log_file(log_file) as terminal:
+    terminal.write(f'log: {log_file}\n')
+    from benchmarks import quality  # pylint: disable=g-import-not-at-top
+    return quality.main(argv, terminal)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   for words in COMMANDS:
@@ -52,8 +78,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         from pipeline import schema_diff  # pylint: disable=g-import-not-at-top
         return schema_diff.main(rest)
       if words == ('bench', 'quality'):
-        from benchmarks import quality  # pylint: disable=g-import-not-at-top
-        return quality.main(rest)
+        return _bench_quality(rest)
       import kubeflow_runner  # pylint: disable=g-import-not-at-top
       if words == ('compile',):
         if any(a.split('=')[0] in SEND_OPTIONS for a in rest):

@@ -492,15 +492,32 @@ def _write_json(record: Dict[str, object], path: Path) -> None:
   os.replace(temporary, path)
 
 
+# The terminal, when the libraries' output goes to a log file (see cli.py):
+# the benchmark's lines and errors go there instead of stdout and stderr.
+_TERMINAL = None
+
+
+def _out():
+  return _TERMINAL or sys.stdout
+
+
 def _progress(message: str) -> None:
-  print(message, flush=True)
+  print(message, file=_out(), flush=True)
 
 
 # --- Command line ------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+  """Writes help and usage errors where the benchmark's lines go."""
+
+  def _print_message(self, message, file=None):
+    if message:
+      (_TERMINAL or file or sys.stderr).write(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  parser = _Parser(
       prog='repairml bench quality',
       description='Macro and micro F1 of the latest pushed model, the exact posterior and '
                   'scikit-learn baselines on freshly generated held-out sessions.')
@@ -517,8 +534,13 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-  """`repairml bench quality`: prints the table, writes the JSON; returns the exit code."""
+def main(argv: Optional[List[str]] = None, terminal=None) -> int:
+  """`repairml bench quality`: prints the table, writes the JSON; returns the exit code.
+
+  `terminal`: where to print, when stdout and stderr go to a log file.
+  """
+  global _TERMINAL
+  _TERMINAL = terminal
   try:
     args = _parser().parse_args(argv)
   except SystemExit as exit_request:  # argparse has printed the usage error or the help
@@ -526,7 +548,8 @@ def main(argv: Optional[List[str]] = None) -> int:
   try:
     return _run(args)
   except (BenchmarkError, ConfigError) as error:
-    print(f'repairml bench quality: error: {error}', file=sys.stderr)
+    print(f'repairml bench quality: error: {error}',
+          file=_TERMINAL or sys.stderr)
     return EXIT_USAGE
 
 
@@ -559,9 +582,9 @@ def _run(args: argparse.Namespace) -> int:
       'baseline_train_rows': len(train), 'config': config.source_path,
   })
   _write_json(record, args.json)
-  print()
-  print(table(results, args.rows))
-  print(f'\nwrote {args.json}')
+  print(file=_out())
+  print(table(results, args.rows), file=_out())
+  print(f'\nwrote {args.json}', file=_out())
   return 0
 
 
