@@ -363,3 +363,37 @@ def test_kfp_host_starts_a_run_on_the_kubeflow_cluster(compiled, monkeypatch):
   assert kwargs['arguments']['date_from'] == '2026-01-01'
   assert kwargs['arguments']['train_steps'] == 2000
   assert kwargs['pipeline_root'] == 'gs://my-gcp-project-repairml/pipeline-root'
+
+
+def test_a_cloud_refusal_is_one_line_and_exit_code_1(compiled, monkeypatch,
+                                                      tmp_path, capfd):
+  template, _ = compiled
+
+  def compile_from_fixture(config, output, tag):
+    del config, tag
+    with open(template, encoding='utf-8') as source, open(
+        output, 'w', encoding='utf-8') as target:
+      target.write(source.read())
+    return IMAGE
+
+  def no_credentials():
+    raise submission.SubmissionError(
+        'no Google Cloud credentials: run `gcloud auth application-default '
+        'login`')
+
+  monkeypatch.setattr(kubeflow_runner, 'compile_pipeline',
+                      compile_from_fixture)
+  monkeypatch.setattr(submission, 'default_credentials', no_credentials)
+  log_file = tmp_path / 'repairml.log'
+  config = tmp_path / 'vertex.yaml'
+  config.write_text(f'base: {VERTEX_CONFIG}\npaths:\n  log_file: {log_file}\n',
+                    encoding='utf-8')
+
+  exit_code = kubeflow_runner.main(['--config', str(config), '--output',
+                                    str(tmp_path / 'pipeline.json'),
+                                    '--image-tag', TAG, '--submit'])
+
+  assert exit_code == 1
+  out = capfd.readouterr().out
+  assert 'repairml: no Google Cloud credentials' in out
+  assert 'Traceback' not in out
