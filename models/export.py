@@ -15,9 +15,13 @@ Signatures:
 
 The label names and thresholds travel with the model as the asset files
 `assets/labels.txt` and `assets/thresholds.txt`, one line per label in output
-order.
+order; `assets/serving_features.json` describes the features
+`serving_default` parses, so that a server can build tf.Examples from JSON
+without the pipeline's code: {name: {"dtype": "string" | "int64" | "float32",
+"list": true if the feature may hold any number of values}}.
 """
 
+import json
 import os
 from typing import Any, Dict, List, Optional, Set
 
@@ -30,6 +34,7 @@ from models.model import PROBABILITIES
 
 LABELS_ASSET = 'labels.txt'
 THRESHOLDS_ASSET = 'thresholds.txt'
+SERVING_FEATURES_ASSET = 'serving_features.json'
 RECOMMENDED = 'recommended'
 RECOMMENDATION_SCORES = 'recommendation_scores'
 
@@ -41,6 +46,27 @@ def absent_at_serving(schema) -> Set[str]:
   """Features the schema declares absent in the SERVING environment."""
   return {feature.name for feature in schema.feature
           if SERVING_ENVIRONMENT in feature.not_in_environment}
+
+
+def serving_feature_spec(transform_output: tft.TFTransformOutput,
+                         label_column: str):
+  """The raw feature spec of a serving request: no label, and nothing the
+  schema declares absent at serving."""
+  absent = absent_at_serving(transform_output.raw_metadata.schema)
+  return {name: spec for name, spec in
+          transform_output.raw_feature_spec().items()
+          if name not in absent | {label_column}}
+
+
+def serving_features(transform_output: tft.TFTransformOutput,
+                     label_column: str) -> Dict[str, Dict[str, Any]]:
+  """{name: {dtype, list}} of the serving feature spec, as plain JSON."""
+  return {
+      name: {'dtype': spec.dtype.name,
+             'list': not isinstance(spec, tf.io.FixedLenFeature)}
+      for name, spec in serving_feature_spec(transform_output,
+                                             label_column).items()
+  }
 
 
 class RepairModel(tf.Module):
@@ -55,11 +81,8 @@ class RepairModel(tf.Module):
     self.assets = [tf.saved_model.Asset(path) for path in asset_files]
     self.thresholds = tf.constant(thresholds, tf.float32)
     self._model_inputs = [i.name for i in model.inputs]
-    raw_spec = transform_output.raw_feature_spec()
-    self._raw_spec = raw_spec
-    absent = absent_at_serving(transform_output.raw_metadata.schema)
-    self._serving_spec = {k: v for k, v in raw_spec.items()
-                          if k not in absent | {label_column}}
+    self._raw_spec = transform_output.raw_feature_spec()
+    self._serving_spec = serving_feature_spec(transform_output, label_column)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
                                               name='examples')])
@@ -93,6 +116,10 @@ def export_serving_model(model: keras.Model,
   asset_files = [_write_lines(work_dir, LABELS_ASSET, label_names),
                  _write_lines(work_dir, THRESHOLDS_ASSET,
                               [repr(float(t)) for t in label_thresholds])]
+  asset_files.append(_write_lines(work_dir, SERVING_FEATURES_ASSET, [
+      json.dumps(serving_features(transform_output,
+                                  model_settings['label_column']),
+                 sort_keys=True)]))
   module = RepairModel(model, transform_output, model_settings['label_column'],
                        list(label_thresholds), asset_files)
   tf.saved_model.save(module, export_dir, signatures={
@@ -122,3 +149,9 @@ def load_thresholds(saved_model_dir: str) -> List[float]:
   """The per-label decision thresholds of an exported model."""
   return [float(line) for line in _read_lines(saved_model_dir,
                                               THRESHOLDS_ASSET)]
+
+
+def load_serving_features(saved_model_dir: str) -> Dict[str, Dict[str, Any]]:
+  """The features an exported model's serving_default parses (see above)."""
+  return json.loads(''.join(_read_lines(saved_model_dir,
+                                        SERVING_FEATURES_ASSET)))

@@ -204,3 +204,14 @@ def test_label_names_travel_with_the_model_in_output_order(exported, config):
   _, export_dir, _, _ = exported
 
   assert export.load_label_names(export_dir) == config.label.vocabulary
+
+
+def test_the_serving_features_travel_with_the_model(exported, config):
+  _, export_dir, _, _ = exported
+  features = export.load_serving_features(export_dir)
+
+  assert set(features) == set(config.features.all) | {config.data.id_column}
+  assert features['car_model'] == {'dtype': 'string', 'list': False}
+  assert features['dtcs'] == {'dtype': 'string', 'list': True}
+  assert features['build_year']['dtype'] == 'int64'
+  assert features['battery_voltage']['dtype'] == 'float32'
