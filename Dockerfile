@@ -44,6 +44,7 @@ COPY data/ data/
 COPY models/ models/
 COPY pipeline/ pipeline/
 COPY preprocessing/ preprocessing/
+COPY serving/ serving/
 RUN python -m pip install --no-cache-dir --disable-pip-version-check \
     --no-deps . \
     && rm -rf build repairml.egg-info

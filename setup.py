@@ -12,7 +12,8 @@ setuptools.setup(
     packages=setuptools.find_packages(
         include=['benchmarks', 'data', 'data.*', 'models', 'models.*',
                  'pipeline',
-                 'pipeline.*', 'preprocessing', 'preprocessing.*']),
+                 'pipeline.*', 'preprocessing', 'preprocessing.*', 'serving',
+                 'serving.*']),
     py_modules=['cli', 'kubeflow_runner', 'local_runner'],
     # Dependencies are pinned in requirements.lock and installed from it.
     install_requires=[],
