@@ -4,6 +4,8 @@
   repairml run [--config PATH] [--summary PATH]
   repairml schema diff [--config PATH]
   repairml bench quality [--config PATH] [--rows N] [--json PATH]
+  repairml serve [--config PATH] [--port N] [--version N]
+  repairml predict --input PATTERN --output DIR [--config PATH] [--version N]
   repairml compile [--config configs/vertex.yaml] [--output PATH] [--image-tag TAG]
   repairml submit [--config configs/vertex.yaml] [--schedule CRON | --kfp-host URL]
                   [--car-model M] [--date-from D] [--date-to D] [--train-steps N]
@@ -20,6 +22,9 @@ COMMANDS = {
                         'curated one',
     ('bench', 'quality'): 'the pushed model against the exact posterior and '
                           'scikit-learn baselines',
+    ('serve',): 'serve the pushed model over REST (TF Serving and Vertex AI '
+                'formats)',
+    ('predict',): 'batch prediction: a Beam job over a set of sessions',
     ('compile',): 'compile the pipeline for Vertex AI Pipelines or Kubeflow',
     ('submit',): 'compile, then run or schedule it on Vertex AI (or Kubeflow)',
 }
@@ -79,6 +84,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         return schema_diff.main(rest)
       if words == ('bench', 'quality'):
         return _bench_quality(rest)
+      if words == ('serve',):
+        from serving import server  # pylint: disable=g-import-not-at-top
+        return server.main(rest)
+      if words == ('predict',):
+        from serving import batch  # pylint: disable=g-import-not-at-top
+        return batch.main(rest)
       import kubeflow_runner  # pylint: disable=g-import-not-at-top
       if words == ('compile',):
         if any(a.split('=')[0] in SEND_OPTIONS for a in rest):
