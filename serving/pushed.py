@@ -1,0 +1,92 @@
+"""What the Pusher leaves in a serving directory, as serving reads it.
+
+A pushed version is a numbered folder holding a SavedModel; a push in
+progress (`.staging-*`) or a half-copied folder is not one. Each model says
+which features its serving signature parses: in `assets/serving_features.json`
+(models/export.py) or, for a model exported before that asset existed, in the
+tf.Example parser of its `serving_default` graph, read back here. Online
+serving (model_store.py) and batch prediction (batch.py) both read pushed
+models through this module.
+"""
+
+import os
+from typing import Any, Dict, List, Optional
+
+# TensorFlow is imported where a model is read: listing versions must not
+# load it (its import prints to the terminal before any log redirection).
+# pylint: disable=g-import-not-at-top
+
+Features = Dict[str, Dict[str, Any]]
+_SAVED_MODEL_FILES = ('saved_model.pb', 'saved_model.pbtxt')
+
+
+class UnreadableFeaturesError(ValueError):
+  """The model does not say which features it reads."""
+
+
+def is_saved_model(path: str) -> bool:
+  return any(os.path.isfile(os.path.join(path, name))
+             for name in _SAVED_MODEL_FILES)
+
+
+def pushed_versions(serving_dir: str) -> List[int]:
+  """The complete versions in `serving_dir`, oldest first."""
+  if not os.path.isdir(serving_dir):
+    return []
+  return sorted(int(name) for name in os.listdir(serving_dir)
+                if name.isdigit() and
+                is_saved_model(os.path.join(serving_dir, name)))
+
+
+def latest_version(serving_dir: str) -> Optional[int]:
+  """The newest complete version in `serving_dir`, or None."""
+  versions = pushed_versions(serving_dir)
+  return versions[-1] if versions else None
+
+
+def model_features(model_dir: str) -> Features:
+  """{name: {"dtype", "list"}} of the features the model's signature parses."""
+  from models import export
+  if os.path.isfile(os.path.join(model_dir, 'assets',
+                                 export.SERVING_FEATURES_ASSET)):
+    return export.load_serving_features(model_dir)
+  return features_from_signature(model_dir)
+
+
+def features_from_signature(model_dir: str) -> Features:
+  """The serving features, read from serving_default's ParseExampleV2 op.
+
+  Sparse and ragged features may hold any number of values ("list"), dense
+  ones a fixed number: the same description export.serving_features writes.
+  """
+  import tensorflow as tf
+  signature = tf.saved_model.load(model_dir).signatures['serving_default']
+  for function in signature.graph.as_graph_def().library.function:
+    nodes = {node.name: node for node in function.node_def}
+    for node in function.node_def:
+      if node.op != 'ParseExampleV2':
+        continue
+      keys = [_constant_strings(nodes.get(node.input[i].split(':')[0]))
+              for i in (2, 3, 4)]  # sparse_keys, dense_keys, ragged_keys
+      types = [node.attr[name].list.type for name in
+               ('sparse_types', 'Tdense', 'ragged_value_types')]
+      if any(k is None for k in keys):
+        break
+      features = {}
+      for names, dtypes, listed in zip(keys, types, (True, False, True)):
+        for name, dtype in zip(names, dtypes):
+          features[name] = {'dtype': tf.dtypes.as_dtype(dtype).name,
+                            'list': listed}
+      return features
+  raise UnreadableFeaturesError(
+      f'{model_dir}: the model has no assets/serving_features.json and its '
+      'serving_default parses no tf.Examples that could say which features it '
+      'reads; push a model exported by this version of repairml.')
+
+
+def _constant_strings(node) -> Optional[List[str]]:
+  import tensorflow as tf
+  if node is None or node.op != 'Const':
+    return None
+  return [value.decode('utf-8') for value in
+          tf.make_ndarray(node.attr['value'].tensor).reshape(-1).tolist()]
