@@ -58,6 +58,7 @@ from typing import Any, Dict, List, Mapping, Optional, TextIO, Tuple
 import numpy as np
 
 from pipeline.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from serving import pushed
 
 DEFAULT_HOST = '127.0.0.1'
 DEFAULT_PORT = 8501
@@ -619,7 +620,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = load_config(args.config)
     if args.max_request_bytes <= 0:
       raise StartupError('--max-request-bytes must be positive.')
-    if not _may_hold_versions(config.paths.serving_dir):
+    if not pushed.pushed_versions(config.paths.serving_dir):
       # Said before TensorFlow takes its seconds to import.
       raise StartupError(_no_model(config.paths.serving_dir))
     from pipeline import progress  # pylint: disable=g-import-not-at-top
@@ -707,14 +708,6 @@ def _serve(config: Config, args: argparse.Namespace, terminal: TextIO) -> int:
 def _no_model(serving_dir: str) -> str:
   return (f'no pushed model in {serving_dir}; run `make run` first (it '
           'pushes a blessed model there).')
-
-
-def _may_hold_versions(serving_dir: str) -> bool:
-  """False only for a local directory without any numbered version."""
-  if '://' in serving_dir:
-    return True       # a bucket: the model store looks
-  return os.path.isdir(serving_dir) and any(
-      name.isdigit() for name in os.listdir(serving_dir))
 
 
 def _port(requested: Optional[int]) -> int:

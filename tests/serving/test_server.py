@@ -249,17 +249,23 @@ def test_malformed_requests_are_refused(served, body, headers, status,
   assert fragment in answer[1]['error']
 
 
-def test_a_too_large_body_is_refused_before_it_is_read(exported_model,
-                                                       served):
+def _announce_two_mib(served, headers: str) -> bytes:
+  """Everything the server answers to a predict request that announces a
+  2 MiB body (and sends none of it), with these extra header lines."""
   host, port = served.server.server_address[:2]
   with socket.create_connection((host, port), timeout=10) as client:
-    # Announces 2 MiB but sends none of it: the answer must come anyway.
-    client.sendall(f'POST {MODEL}:predict HTTP/1.1\r\nHost: x\r\n'
-                   'Content-Type: application/json\r\n'
+    client.sendall(f'POST {MODEL}:predict HTTP/1.1\r\nHost: x\r\n{headers}'
                    f'Content-Length: {2 << 20}\r\n\r\n'.encode())
     answer = b''
     while chunk := client.recv(65536):      # the server closes after it
       answer += chunk
+  return answer
+
+
+def test_a_too_large_body_is_refused_before_it_is_read(exported_model,
+                                                       served):
+  # Announces 2 MiB but sends none of it: the answer must come anyway.
+  answer = _announce_two_mib(served, 'Content-Type: application/json\r\n')
   head, body = answer.decode().split('\r\n\r\n', 1)
   assert head.startswith('HTTP/1.1 413')
   assert 'limit is 1048576' in json.loads(body)['error']
@@ -452,13 +458,7 @@ def test_serve_with_an_invalid_config_says_so(tmp_path, capfd):
 
 
 def test_a_client_expecting_100_continue_hears_413_first(served):
-  host, port = served.server.server_address[:2]
-  with socket.create_connection((host, port), timeout=10) as client:
-    client.sendall(f'POST {MODEL}:predict HTTP/1.1\r\nHost: x\r\n'
-                   'Content-Type: application/json\r\nExpect: 100-continue\r\n'
-                   f'Content-Length: {2 << 20}\r\n\r\n'.encode())
-    answer = b''
-    while chunk := client.recv(65536):
-      answer += chunk
+  answer = _announce_two_mib(served, 'Content-Type: application/json\r\n'
+                             'Expect: 100-continue\r\n')
   assert answer.startswith(b'HTTP/1.1 413')
   assert b'100 Continue' not in answer
