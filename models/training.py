@@ -29,14 +29,41 @@ def seed_everything(seed: int) -> None:
 
 
 def epochs_for(steps: int) -> Tuple[int, int]:
-  """(epochs, steps per epoch) that run exactly `steps` steps.
+  """(epochs, steps per epoch) of about STEPS_PER_EPOCH that cover `steps`.
 
-  Keras epochs are all the same length, so the epoch count divides `steps`;
-  among the divisors, the epoch length nearest STEPS_PER_EPOCH wins.
+  Keras epochs all have the same length, and most step counts (any prime)
+  have no divisor near STEPS_PER_EPOCH, so the epochs round up and
+  StopAfterSteps ends the last one early: a shorter last epoch, never a
+  change of epoch length. Dividing exactly instead would turn 2003 steps into
+  2003 epochs of one step, and early stopping would end training after a
+  handful of them.
   """
-  divisors = [e for e in range(1, steps + 1) if steps % e == 0]
-  epochs = min(divisors, key=lambda e: abs(steps // e - STEPS_PER_EPOCH))
-  return epochs, steps // epochs
+  epochs = max(1, round(steps / STEPS_PER_EPOCH))
+  return epochs, -(-steps // epochs)
+
+
+class StopAfterSteps(keras.callbacks.Callback):
+  """Ends training after exactly `steps` optimizer steps.
+
+  It counts the optimizer's iterations, which BackupAndRestore restores, so a
+  resumed Trainer still stops at the same step. The epoch it stops in is
+  validated and seen by early stopping like any other.
+  """
+
+  def __init__(self, steps: int):
+    super().__init__()
+    self._steps = steps
+
+  def on_train_batch_end(self, batch, logs=None):
+    if int(self.model.optimizer.iterations.numpy()) >= self._steps:
+      self.model.stop_training = True
+
+
+def fit_schedule(steps: int, callbacks=()) -> Dict[str, Any]:
+  """Keras fit arguments that run exactly `steps` steps (Trainer and Tuner)."""
+  epochs, steps_per_epoch = epochs_for(steps)
+  return {'epochs': epochs, 'steps_per_epoch': steps_per_epoch,
+          'callbacks': [StopAfterSteps(steps)] + list(callbacks)}
 
 
 def input_dataset(file_pattern: List[str], data_accessor,
@@ -75,10 +102,9 @@ def datasets(fn_args: tfx.components.FnArgs, model_settings: Dict[str, Any],
 def fit(model: keras.Model, train, evaluation, train_steps: int,
         eval_steps: int, callbacks=()) -> keras.callbacks.History:
   """Fits for exactly `train_steps` steps, validating after every epoch."""
-  epochs, steps_per_epoch = epochs_for(train_steps)
-  return model.fit(train, steps_per_epoch=steps_per_epoch, epochs=epochs,
-                   validation_data=evaluation, validation_steps=eval_steps,
-                   callbacks=list(callbacks), verbose=2)
+  return model.fit(train, validation_data=evaluation,
+                   validation_steps=eval_steps, verbose=2,
+                   **fit_schedule(train_steps, callbacks))
 
 
 # Batches of the training split that estimate each label's frequency.
@@ -115,6 +141,18 @@ class ThresholdedMacroF1(keras.callbacks.Callback):
     logs[OBJECTIVE] = 0.0 if np.isnan(macro_f1) else macro_f1
 
 
+def model_selection_callbacks(evaluation: tf.data.Dataset, eval_steps: int,
+                              patience: int) -> List[keras.callbacks.Callback]:
+  """Scores every epoch as served, stops after `patience` epochs without a
+  better score, and keeps the weights of the best epoch."""
+  return [
+      ThresholdedMacroF1(evaluation, eval_steps),
+      keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode='max',
+                                    patience=patience,
+                                    restore_best_weights=True),
+  ]
+
+
 def training_loss(model_settings: Dict[str, Any], loss_name: str, train):
   """The configured loss; label-weighted ones see the training frequencies."""
   frequencies = None
@@ -140,22 +178,17 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                       hparams,
                       loss=training_loss(model_settings, hparams['loss'],
                                          train))
+  eval_steps = fn_args.eval_steps or training['eval_steps']
   fit(model, train, evaluation, fn_args.train_steps or training['train_steps'],
-      fn_args.eval_steps or training['eval_steps'],
-      callbacks=[
-          ThresholdedMacroF1(evaluation,
-                             fn_args.eval_steps or training['eval_steps']),
-          # Keeps the weights of the epoch with the best eval macro F1.
-          keras.callbacks.EarlyStopping(
-              monitor=OBJECTIVE, mode='max',
-              patience=training['early_stopping_patience'],
-              restore_best_weights=True),
-          # An interrupted Trainer resumes from its last finished epoch.
-          keras.callbacks.BackupAndRestore(
-              os.path.join(fn_args.model_run_dir, 'backup')),
-          keras.callbacks.TensorBoard(
-              log_dir=os.path.join(fn_args.model_run_dir, 'logs')),
-      ])
+      eval_steps,
+      callbacks=model_selection_callbacks(
+          evaluation, eval_steps, training['early_stopping_patience']) + [
+              # An interrupted Trainer resumes from its last finished epoch.
+              keras.callbacks.BackupAndRestore(
+                  os.path.join(fn_args.model_run_dir, 'backup')),
+              keras.callbacks.TensorBoard(
+                  log_dir=os.path.join(fn_args.model_run_dir, 'logs')),
+          ])
   probabilities, labels = predict_split(model, fn_args.eval_files,
                                         fn_args.data_accessor, transform_output,
                                         model_settings)

@@ -51,16 +51,15 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
       hypermodel=hypermodel,
       directory=fn_args.working_dir,
       project_name='repair_model_tuning')
-  epochs, steps_per_epoch = training.epochs_for(budget['steps_per_trial'])
   return tfx.components.TunerFnResult(
       tuner=tuner,
       fit_kwargs={
           'x': train,
           'validation_data': evaluation,
-          'steps_per_epoch': steps_per_epoch,
-          'epochs': epochs,
           'validation_steps': settings['eval_steps'],
-          'callbacks': [training.ThresholdedMacroF1(evaluation,
-                                                    settings['eval_steps'])],
           'verbose': 2,
+          **training.fit_schedule(
+              budget['steps_per_trial'],
+              callbacks=[training.ThresholdedMacroF1(evaluation,
+                                                     settings['eval_steps'])]),
       })
