@@ -274,8 +274,8 @@ def evaluate_oracle(held_out: pd.DataFrame, validation: pd.DataFrame,
 
 def latest_model_dir(serving_dir: str) -> str:
   """The directory of the latest pushed version in `serving_dir`."""
-  from pipeline.components import atomic_pusher  # pylint: disable=g-import-not-at-top
-  version = atomic_pusher.latest_version(serving_dir)
+  from models import versions  # pylint: disable=g-import-not-at-top
+  version = versions.latest_version(serving_dir)
   if version is None:
     raise BenchmarkError(f'no pushed model in {serving_dir} (paths.serving_dir): run `make run` '
                          f'first')

@@ -2,37 +2,21 @@
 
 Transform, Tuner and Trainer import their user code from the installed
 repairml packages, so TFX's cache cannot see a change to that code by itself.
-Every settings dict therefore carries `code_version`, a hash of the sources the
-components run: changed code means changed execution properties, a cache miss
-and a new lineage record.
+Every settings dict therefore carries `code_version`, a hash of the project
+code the component runs (pipeline/code_version.py): changed code means changed
+execution properties, a cache miss and a new lineage record.
 """
 
 import dataclasses
-import hashlib
-import os
 from typing import Any, Dict
 
+from pipeline.code_version import code_version
 from pipeline.config import Config
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The packages whose code runs inside Transform, and inside Tuner and Trainer.
-TRANSFORM_CODE = ('preprocessing',)
-MODEL_CODE = ('preprocessing', 'models')
-
-
-def code_version(packages=MODEL_CODE) -> str:
-  """A hash of the Python sources of `packages`."""
-  digest = hashlib.sha256()
-  for package in packages:
-    package_dir = os.path.join(PROJECT_ROOT, package)
-    for folder, dirs, files in sorted(os.walk(package_dir)):
-      dirs.sort()
-      for name in sorted(f for f in files if f.endswith('.py')):
-        path = os.path.join(folder, name)
-        digest.update(os.path.relpath(path, PROJECT_ROOT).encode())
-        with open(path, 'rb') as f:
-          digest.update(f.read())
-  return digest.hexdigest()[:16]
+# The modules each component runs; code_version follows their imports.
+TRANSFORM_MODULE = 'preprocessing.transform'
+TUNER_MODULE = 'models.tuning'
+TRAINER_MODULE = 'models.training'
 
 
 def transform_settings(config: Config) -> Dict[str, Any]:
@@ -41,15 +25,17 @@ def transform_settings(config: Config) -> Dict[str, Any]:
       'features': dataclasses.asdict(config.features),
       'label_column': config.label.column,
       'label_vocabulary': list(config.label.vocabulary),
-      'code_version': code_version(TRANSFORM_CODE),
+      'code_version': code_version(TRANSFORM_MODULE),
   }
 
 
-def model_settings(config: Config) -> Dict[str, Any]:
-  """Tuner's and Trainer's custom_config: transform settings plus training."""
+def model_settings(config: Config,
+                   module: str = TRAINER_MODULE) -> Dict[str, Any]:
+  """The Tuner's or the Trainer's custom_config (`module` is the one it
+  runs): the transform settings plus training and tuning."""
   return {
       **transform_settings(config),
       'training': dataclasses.asdict(config.training),
       'tuning': dataclasses.asdict(config.tuning),
-      'code_version': code_version(MODEL_CODE),
+      'code_version': code_version(module),
   }

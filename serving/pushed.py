@@ -1,8 +1,8 @@
 """What the Pusher leaves in a serving directory, as serving reads it.
 
-A pushed version is a numbered folder holding a SavedModel; a push in
-progress (`.staging-*`) or a half-copied folder is not one. Each model says
-which features its serving signature parses: in `assets/serving_features.json`
+What counts as a pushed version is models/versions.py's one definition,
+shared with the Pusher and re-exported here. Each model says which features
+its serving signature parses: in `assets/serving_features.json`
 (models/export.py) or, for a model exported before that asset existed, in the
 tf.Example parser of its `serving_default` graph, read back here. Online
 serving (model_store.py) and batch prediction (batch.py) both read pushed
@@ -12,36 +12,14 @@ models through this module.
 import os
 from typing import Any, Dict, List, Optional
 
+from models.versions import (  # pylint: disable=unused-import
+    is_saved_model, latest_version, pushed_versions)
+
 # TensorFlow is imported where a model is read: listing versions must not
 # load it (its import prints to the terminal before any log redirection).
 # pylint: disable=g-import-not-at-top
 
 Features = Dict[str, Dict[str, Any]]
-_SAVED_MODEL_FILES = ('saved_model.pb', 'saved_model.pbtxt')
-
-
-class UnreadableFeaturesError(ValueError):
-  """The model does not say which features it reads."""
-
-
-def is_saved_model(path: str) -> bool:
-  return any(os.path.isfile(os.path.join(path, name))
-             for name in _SAVED_MODEL_FILES)
-
-
-def pushed_versions(serving_dir: str) -> List[int]:
-  """The complete versions in `serving_dir`, oldest first."""
-  if not os.path.isdir(serving_dir):
-    return []
-  return sorted(int(name) for name in os.listdir(serving_dir)
-                if name.isdigit() and
-                is_saved_model(os.path.join(serving_dir, name)))
-
-
-def latest_version(serving_dir: str) -> Optional[int]:
-  """The newest complete version in `serving_dir`, or None."""
-  versions = pushed_versions(serving_dir)
-  return versions[-1] if versions else None
 
 
 def model_features(model_dir: str) -> Features:

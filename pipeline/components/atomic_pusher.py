@@ -1,20 +1,32 @@
-"""A Pusher executor whose pushes to the filesystem are atomic.
+"""A Pusher executor whose pushes to the filesystem are atomic and can run at
+the same time.
 
 TFX's own filesystem push copies files straight into the version directory, so
 a model server polling the serving directory can see a half-written model.
-This executor copies into a hidden staging directory beside it and renames it
-into place, which is atomic on one filesystem: a version directory either does
-not exist or is complete. A failed push leaves the serving directory as it was.
+This executor copies into a staging directory of its own beside the versions,
+flushes every file and directory to disk, and renames it into place, which is
+atomic on one filesystem: a version directory either does not exist or is
+complete (models/versions.py says what a complete version is). A failed push
+leaves the serving directory as it was.
+
+Two pushes may run at once (two pipelines sharing a serving directory): each
+stages under a unique name, and the version number is chosen and the rename
+done under an exclusive lock on the serving directory, so they get two
+versions and never share a staging directory or a number.
 
 Pushing the model that is already the latest version is a no-op: the latest
 version is recorded as the pushed destination again, so a rerun of the same
 model does not add a duplicate version.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+import tempfile
 import time
+from typing import Iterator
 
 from absl import logging
 from tfx.components.pusher import executor as pusher_executor
@@ -22,40 +34,67 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-PROVENANCE_FILE = os.path.join('assets.extra', 'repairml_provenance.json')
+from models.versions import PROVENANCE_FILE, latest_version, read_provenance
+
+LOCK_FILE = '.push.lock'
+STAGING_PREFIX = '.staging-'
 
 
-def latest_version(serving_dir: str):
-  """The highest numeric version directory in `serving_dir`, or None."""
-  if not os.path.isdir(serving_dir):
-    return None
-  versions = [int(name) for name in os.listdir(serving_dir) if name.isdigit()]
-  return max(versions) if versions else None
+@contextlib.contextmanager
+def _exclusive(serving_dir: str) -> Iterator[None]:
+  """Holds the serving directory's push lock (released if the process dies)."""
+  with open(os.path.join(serving_dir, LOCK_FILE), 'a+b') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def read_provenance(version_dir: str) -> dict:
-  path = os.path.join(version_dir, PROVENANCE_FILE)
-  if not os.path.exists(path):
-    return {}
-  with open(path, encoding='utf-8') as f:
-    return json.load(f)
+def _fsync_tree(root: str) -> None:
+  """Flushes every file and directory under `root`, and `root`, to disk."""
+  for folder, _, files in os.walk(root):
+    for name in files:
+      with open(os.path.join(folder, name), 'rb') as f:
+        os.fsync(f.fileno())
+    _fsync_directory(folder)
+
+
+def _fsync_directory(path: str) -> None:
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def _next_version(serving_dir: str) -> int:
+  """A version above every complete one, and a free name (a stray numbered
+  folder keeps its number)."""
+  version = max(int(time.time()), (latest_version(serving_dir) or 0) + 1)
+  while os.path.exists(os.path.join(serving_dir, str(version))):
+    version += 1
+  return version
 
 
 def push_atomically(model_dir: str, serving_dir: str, provenance: dict) -> str:
   """Copies `model_dir` to serving_dir/<version> atomically; returns the path."""
   os.makedirs(serving_dir, exist_ok=True)
-  version = max(int(time.time()), (latest_version(serving_dir) or 0) + 1)
-  staging = os.path.join(serving_dir, f'.staging-{version}')
-  target = os.path.join(serving_dir, str(version))
-  shutil.rmtree(staging, ignore_errors=True)
+  staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=serving_dir)
   try:
-    shutil.copytree(model_dir, staging)
-    os.makedirs(os.path.dirname(os.path.join(staging, PROVENANCE_FILE)),
-                exist_ok=True)
-    with open(os.path.join(staging, PROVENANCE_FILE), 'w',
-              encoding='utf-8') as f:
-      json.dump(dict(provenance, version=version), f, indent=2)
-    os.rename(staging, target)
+    # The copy, the slow part, runs outside the lock.
+    copy = os.path.join(staging, 'model')
+    shutil.copytree(model_dir, copy)
+    provenance_path = os.path.join(copy, PROVENANCE_FILE)
+    os.makedirs(os.path.dirname(provenance_path), exist_ok=True)
+    with _exclusive(serving_dir):
+      version = _next_version(serving_dir)
+      with open(provenance_path, 'w', encoding='utf-8') as f:
+        json.dump(dict(provenance, version=version), f, indent=2)
+      _fsync_tree(copy)
+      target = os.path.join(serving_dir, str(version))
+      os.rename(copy, target)
+      _fsync_directory(serving_dir)
   finally:
     shutil.rmtree(staging, ignore_errors=True)
   return target

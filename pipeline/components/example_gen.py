@@ -27,6 +27,7 @@ from tfx.utils import proto_utils
 
 SAMPLE_FRACTION = 'sample_fraction'
 ID_COLUMN = 'id_column'
+CODE_VERSION = 'code_version'
 _HASH_RESOLUTION = 10**6
 
 
@@ -125,12 +126,16 @@ class CsvExecutor(csv_executor.Executor):
 EXECUTORS = {'parquet': ParquetExecutor, 'csv': CsvExecutor}
 
 
-def session_example_gen(config) -> FileBasedExampleGen:
-  """ExampleGen over `config.data`, split by a hash of the session id."""
+def session_example_gen(config, code_version: str) -> FileBasedExampleGen:
+  """ExampleGen over `config.data`, split by a hash of the session id.
+
+  `code_version` is this module's (pipeline/code_version.py); it rides in the
+  custom_config, so a change to the executors here re-runs ExampleGen.
+  """
   data = config.data
   settings = struct_pb2.Struct()
   settings.update({SAMPLE_FRACTION: data.sample_fraction,
-                   ID_COLUMN: data.id_column})
+                   ID_COLUMN: data.id_column, CODE_VERSION: code_version})
   packed = any_pb2.Any()
   packed.Pack(settings)
   splits = config.splits

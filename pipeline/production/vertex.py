@@ -10,14 +10,16 @@ Google Cloud kind of four nodes:
   Vertex Training machines from the configuration;
 - the Pusher, which adds a version to one Vertex AI Model and deploys it to
   an endpoint as a canary (pipeline/production/vertex_pusher.py);
-and the Dataflow arguments of every Beam component.
+and the Dataflow arguments of every Beam component. `VertexPlatform`, at the
+end, offers them to create_pipeline with the methods of pipeline/platform.py's
+LocalPlatform.
 """
 
 import dataclasses
 import json
 import os
 import posixpath
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
@@ -27,7 +29,9 @@ from tfx.extensions.google_cloud_ai_platform.tuner import executor as tuner_exec
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
+from pipeline import settings
 from pipeline.config import Config
+from pipeline.platform import SessionSource
 from pipeline.production import bigquery, runtime_parameters, vertex_pusher
 
 # Where the Dockerfile puts the project inside the component image.
@@ -218,3 +222,42 @@ def pusher(config: Config, code_version: str,
       custom_executor_spec=executor_spec.ExecutorClassSpec(
           vertex_pusher.Executor),
       **inputs)
+
+
+class VertexPlatform:
+  """Google Cloud: BigQuery, Vertex Training, Vertex AI endpoints, Dataflow.
+
+  The same methods as pipeline/platform.py's LocalPlatform.
+  """
+
+  def __init__(self, config: Config, image: Optional[str]):
+    if not image:
+      raise ValueError('A Vertex AI pipeline needs the component image.')
+    self._config = config
+    self._image = image
+
+  def session_source(self):
+    run_parameters, example_gen, train_args = session_source(self._config)
+    return SessionSource(nodes=[run_parameters, example_gen],
+                         train_args=train_args)
+
+  def schema_file(self) -> str:
+    return image_path(self._config.schema)
+
+  def tuner(self, **inputs):
+    return tuner(self._config, self._image,
+                 settings.model_settings(self._config, settings.TUNER_MODULE),
+                 **inputs)
+
+  def trainer(self, **inputs):
+    return trainer(self._config, self._image,
+                   settings.model_settings(self._config), **inputs)
+
+  def pusher(self, **inputs):
+    # The version's code_version label names the code that built the model.
+    return pusher(self._config,
+                  settings.model_settings(self._config)['code_version'],
+                  **inputs)
+
+  def beam_pipeline_args(self) -> List[str]:
+    return beam_pipeline_args(self._config)

@@ -1,8 +1,10 @@
-"""The atomic pusher: complete version directories or none, increasing versions, and pushes only of blessed, new models."""
+"""The atomic pusher: complete version directories or none, increasing versions,
+safe concurrent pushes, and pushes only of blessed, new models."""
 
 import json
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -11,10 +13,10 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
+from models.versions import (PROVENANCE_FILE, latest_version, pushed_versions,
+                             read_provenance)
 from pipeline.components import atomic_pusher
-from pipeline.components.atomic_pusher import (PROVENANCE_FILE, Executor,
-                                               latest_version, push_atomically,
-                                               read_provenance)
+from pipeline.components.atomic_pusher import Executor, push_atomically
 
 MODEL_FILES = {
     'saved_model.pb': b'\x08\x01graph',
@@ -31,6 +33,12 @@ def _write_model(model_dir: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
   return model_dir
+
+
+def _entries(serving_dir: Path) -> list:
+  """What the serving directory holds besides the pushers' lock file."""
+  return sorted(name for name in os.listdir(serving_dir)
+                if name != atomic_pusher.LOCK_FILE)
 
 
 def _tree(root: Path) -> dict:
@@ -63,7 +71,7 @@ def test_push_copies_the_whole_model_and_its_provenance(model_dir,
   assert copied == MODEL_FILES
   assert provenance == {'model_uri': str(model_dir), 'version': version}
   assert read_provenance(target) == provenance
-  assert sorted(os.listdir(serving_dir)) == [str(version)]
+  assert _entries(serving_dir) == [str(version)]
 
 
 def test_each_push_gets_a_higher_version_and_keeps_the_earlier_ones(
@@ -75,7 +83,7 @@ def test_each_push_gets_a_higher_version_and_keeps_the_earlier_ones(
   versions = [int(os.path.basename(p)) for p in (first, second, third)]
   assert versions == sorted(set(versions))
   assert latest_version(str(serving_dir)) == versions[-1]
-  assert sorted(os.listdir(serving_dir)) == sorted(str(v) for v in versions)
+  assert _entries(serving_dir) == sorted(str(v) for v in versions)
   assert [read_provenance(p)['push'] for p in (first, second, third)] == [
       1, 2, 3]
 
@@ -92,11 +100,95 @@ def test_a_version_older_than_the_clock_is_outranked_by_time(model_dir,
 def test_a_version_ahead_of_the_clock_is_still_exceeded(model_dir,
                                                         serving_dir):
   future = int(time.time()) + 10_000
-  (serving_dir / str(future)).mkdir(parents=True)
+  _write_model(serving_dir / str(future))
 
   target = push_atomically(str(model_dir), str(serving_dir), {})
 
   assert os.path.basename(target) == str(future + 1)
+
+
+def test_a_numbered_folder_without_a_model_is_no_version_and_keeps_its_name(
+    model_dir, serving_dir):
+  stray = serving_dir / str(int(time.time()) + 10_000)
+  (stray / 'variables').mkdir(parents=True)  # a copy that never finished
+  complete = _write_model(serving_dir / '5')
+
+  assert latest_version(str(serving_dir)) == 5
+  target = push_atomically(str(model_dir), str(serving_dir), {})
+
+  assert latest_version(str(serving_dir)) == int(os.path.basename(target))
+  assert target != str(stray) and stray.is_dir()
+  assert _tree(complete) == MODEL_FILES
+
+
+def test_two_pushes_at_once_leave_two_complete_versions(tmp_path, serving_dir,
+                                                       monkeypatch):
+  first_model = _write_model(tmp_path / 'first')
+  second_model = _write_model(tmp_path / 'second')
+  (second_model / 'assets' / 'labels.txt').write_bytes(b'second\n')
+  # Both pushes read the clock in the same second and copy at the same time:
+  # each copy waits until the other one has started.
+  monkeypatch.setattr(atomic_pusher.time, 'time', lambda: 1_700_000_000)
+  both_copying = threading.Barrier(2, timeout=10)
+  real_copytree = shutil.copytree
+
+  def copytree(src, dst, *args, **kwargs):
+    both_copying.wait()
+    return real_copytree(src, dst, *args, **kwargs)
+
+  monkeypatch.setattr(atomic_pusher.shutil, 'copytree', copytree)
+  targets, errors = {}, []
+
+  def push(name, model):
+    try:
+      targets[name] = push_atomically(str(model), str(serving_dir),
+                                      {'model_uri': str(model)})
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(e)
+
+  pushes = [threading.Thread(target=push, args=item)
+            for item in (('first', first_model), ('second', second_model))]
+  for thread in pushes:
+    thread.start()
+  for thread in pushes:
+    thread.join()
+
+  assert errors == []
+  assert pushed_versions(str(serving_dir)) == [1_700_000_000, 1_700_000_001]
+  assert _entries(serving_dir) == ['1700000000', '1700000001']
+  for name, model in (('first', first_model), ('second', second_model)):
+    copied = _tree(Path(targets[name]))
+    provenance = json.loads(copied.pop(PROVENANCE_FILE))
+    assert copied == _tree(model)
+    assert provenance['model_uri'] == str(model)
+    assert provenance['version'] == int(os.path.basename(targets[name]))
+
+
+def test_every_file_and_directory_is_flushed_before_the_rename(
+    model_dir, serving_dir, monkeypatch):
+  flushed, renamed = [], []
+  real_fsync, real_rename = os.fsync, os.rename
+
+  def fsync(fd):
+    flushed.append(os.readlink(f'/proc/self/fd/{fd}'))
+    return real_fsync(fd)
+
+  def rename(src, dst):
+    renamed.append((src, list(flushed)))
+    return real_rename(src, dst)
+
+  monkeypatch.setattr(atomic_pusher.os, 'fsync', fsync)
+  monkeypatch.setattr(atomic_pusher.os, 'rename', rename)
+
+  target = push_atomically(str(model_dir), str(serving_dir), {})
+
+  ((staged, flushed_before_rename),) = renamed
+  staged_paths = {os.path.join(folder, name)
+                  for folder, dirs, files in os.walk(target)
+                  for name in files + dirs} | {target}
+  expected = {path.replace(target, staged, 1) for path in staged_paths}
+  assert expected <= set(flushed_before_rename)
+  assert flushed[-1] == str(serving_dir)  # the rename itself is flushed
 
 
 def _fail_after_first_file(real_copy2):
@@ -130,7 +222,7 @@ def test_failure_mid_copy_leaves_no_version_and_no_staging(
     push_atomically(str(model_dir), str(serving_dir), {'push': 2})
 
   assert len(copied) == 1  # the failure came after a partial copy
-  assert os.listdir(serving_dir) == [os.path.basename(previous)]
+  assert _entries(serving_dir) == [os.path.basename(previous)]
   assert _tree(Path(previous)) == previous_tree
 
 
@@ -140,7 +232,7 @@ def test_failure_writing_provenance_leaves_no_version_and_no_staging(
     push_atomically(str(model_dir), str(serving_dir),
                     {'model_uri': object()})  # not JSON serializable
 
-  assert os.listdir(serving_dir) == []
+  assert _entries(serving_dir) == []
   assert latest_version(str(serving_dir)) is None
 
 
@@ -154,7 +246,7 @@ def test_a_stale_staging_directory_is_not_a_version(model_dir, serving_dir):
 
 def test_latest_version_ignores_non_numeric_entries(serving_dir):
   for name in ('3', '12', '1700000000x', 'latest', '.staging-99', 'v100'):
-    (serving_dir / name).mkdir(parents=True)
+    _write_model(serving_dir / name)
 
   assert latest_version(str(serving_dir)) == 12
 
@@ -223,7 +315,7 @@ def test_executor_does_not_push_an_unblessed_model(tmp_path, serving_dir):
 
   assert pushed.get_int_custom_property('pushed') == 0
   assert not pushed.has_custom_property('pushed_destination')
-  assert not serving_dir.exists() or os.listdir(serving_dir) == []
+  assert not serving_dir.exists() or _entries(serving_dir) == []
 
 
 def test_pushing_the_latest_model_again_adds_no_version(tmp_path, serving_dir):
@@ -232,7 +324,7 @@ def test_pushing_the_latest_model_again_adds_no_version(tmp_path, serving_dir):
 
   again = _push(model, _blessing(tmp_path, 1), serving_dir)
 
-  assert len(os.listdir(serving_dir)) == 1
+  assert len(_entries(serving_dir)) == 1
   assert again.get_int_custom_property('pushed') == 1
   assert again.get_string_custom_property('pushed_destination') == (
       first.get_string_custom_property('pushed_destination'))

@@ -1,0 +1,49 @@
+"""What a complete model version is, in a local serving directory.
+
+The Pusher writes versions (pipeline/components/atomic_pusher.py); online
+serving, batch prediction and the benchmarks read them. This module is the one
+definition they share: a version is a folder named by its number that holds
+an exported SavedModel (models/export.py). A push in progress
+(`.staging-*`), a half-copied folder or a stray numbered folder without a
+SavedModel is not a version, for readers and for the Pusher alike.
+
+It imports only the standard library: listing versions must not load
+TensorFlow, and the pipeline must not import serving to know what it writes.
+"""
+
+import json
+import os
+from typing import List, Optional
+
+# Written into every pushed version by the Pusher: where the model came from.
+PROVENANCE_FILE = os.path.join('assets.extra', 'repairml_provenance.json')
+_SAVED_MODEL_FILES = ('saved_model.pb', 'saved_model.pbtxt')
+
+
+def is_saved_model(path: str) -> bool:
+  return any(os.path.isfile(os.path.join(path, name))
+             for name in _SAVED_MODEL_FILES)
+
+
+def pushed_versions(serving_dir: str) -> List[int]:
+  """The complete versions in `serving_dir`, oldest first."""
+  if not os.path.isdir(serving_dir):
+    return []
+  return sorted(int(name) for name in os.listdir(serving_dir)
+                if name.isdigit() and
+                is_saved_model(os.path.join(serving_dir, name)))
+
+
+def latest_version(serving_dir: str) -> Optional[int]:
+  """The newest complete version in `serving_dir`, or None."""
+  versions = pushed_versions(serving_dir)
+  return versions[-1] if versions else None
+
+
+def read_provenance(version_dir: str) -> dict:
+  """The provenance the Pusher wrote into a version; {} if it has none."""
+  path = os.path.join(version_dir, PROVENANCE_FILE)
+  if not os.path.exists(path):
+    return {}
+  with open(path, encoding='utf-8') as f:
+    return json.load(f)
