@@ -58,7 +58,7 @@ def run_settings(car_model: str, date_from: str, date_to: str,
       session_filter=bigquery.SessionFilter(car_model, date_from, date_to))
   if train_steps <= 0:
     raise bigquery.QueryError(
-        f'train_steps: must be a positive number, got {train_steps}.')
+        'train_steps', f'must be a positive number, got {train_steps}.')
   return (proto_utils.proto_to_json(input_config),
           proto_utils.proto_to_json(tfx.proto.TrainArgs(num_steps=train_steps)))
 
