@@ -7,7 +7,6 @@ components run: changed code means changed execution properties, a cache miss
 and a new lineage record.
 """
 
-import dataclasses
 import hashlib
 import os
 from typing import Any, Dict
@@ -38,7 +37,7 @@ def code_version(packages=MODEL_CODE) -> str:
 def transform_settings(config: Config) -> Dict[str, Any]:
   """Transform's custom_config: the features and the label vocabulary."""
   return {
-      'features': dataclasses.asdict(config.features),
+      'features': config.features.model_dump(),
       'label_column': config.label.column,
       'label_vocabulary': list(config.label.vocabulary),
       'code_version': code_version(TRANSFORM_CODE),
@@ -49,7 +48,7 @@ def model_settings(config: Config) -> Dict[str, Any]:
   """Tuner's and Trainer's custom_config: transform settings plus training."""
   return {
       **transform_settings(config),
-      'training': dataclasses.asdict(config.training),
-      'tuning': dataclasses.asdict(config.tuning),
+      'training': config.training.model_dump(),
+      'tuning': config.tuning.model_dump(),
       'code_version': code_version(MODEL_CODE),
   }

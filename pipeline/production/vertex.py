@@ -13,7 +13,6 @@ Google Cloud kind of four nodes:
 and the Dataflow arguments of every Beam component.
 """
 
-import dataclasses
 import json
 import os
 import posixpath
@@ -97,7 +96,7 @@ def session_source(config: Config):
           'table': config.data.table,
           'columns': schema_columns(config),
           'id_column': config.data.id_column,
-          'splits': dataclasses.asdict(config.splits),
+          'splits': config.splits.model_dump(),
       }))
   example_gen = tfx.extensions.google_cloud_big_query.BigQueryExampleGen(
       input_config=run_parameters.outputs['input_config'].future()[0].value,
