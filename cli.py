@@ -31,6 +31,14 @@ COMMANDS = {
 
 # The options of kubeflow_runner.py that send the compiled pipeline somewhere.
 SEND_OPTIONS = ('--submit', '--schedule', '--kfp-host')
+# The benchmarks are not part of the installed package (setup.py) nor of the
+# component image: they run from a checkout, where they sit next to this file.
+CHECKOUT_DIR = os.path.dirname(os.path.abspath(__file__))
+NO_BENCHMARKS = (
+    'repairml bench quality: the benchmarks are not installed here (the '
+    'repairml package and the component image leave them out); run it from a '
+    'checkout of the repository: make install, then .venv/bin/repairml bench '
+    'quality.')
 
 
 def _usage() -> str:
@@ -57,8 +65,22 @@ def _log_file(argv: List[str]) -> str:
     return os.path.abspath(Paths().log_file)
 
 
+def _benchmarks_importable() -> bool:
+  """Whether this is a checkout with the benchmarks; if so, they are made
+  importable (the console script's sys.path holds installed packages only)."""
+  if not os.path.isfile(os.path.join(CHECKOUT_DIR, 'benchmarks',
+                                     'quality.py')):
+    return False
+  if CHECKOUT_DIR not in sys.path:
+    sys.path.insert(0, CHECKOUT_DIR)
+  return True
+
+
 def _bench_quality(argv: List[str]) -> int:
   """TensorFlow, Beam and scikit-learn write to the log; the table to you."""
+  if not _benchmarks_importable():
+    print(NO_BENCHMARKS, file=sys.stderr)
+    return 2
   from pipeline import progress  # pylint: disable=g-import-not-at-top
   log_file = _log_file(argv)
   with progress.output_to_log_file(log_file) as terminal:

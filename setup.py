@@ -1,5 +1,8 @@
 """Packages repairml: the `repairml` command, and the code Beam workers and the
-component image need (`--setup_file=./setup.py` ships it to Dataflow)."""
+component image need (`--setup_file=./setup.py` ships it to Dataflow).
+
+The benchmarks are left out: they run from a checkout (`repairml bench
+quality` finds them there), and nothing in production needs them."""
 
 import setuptools
 
@@ -10,8 +13,7 @@ setuptools.setup(
     'from a workshop diagnostic session; a TFX pipeline and its system.',
     python_requires='>=3.9,<3.11',
     packages=setuptools.find_packages(
-        include=['benchmarks', 'data', 'data.*', 'models', 'models.*',
-                 'pipeline',
+        include=['data', 'data.*', 'models', 'models.*', 'pipeline',
                  'pipeline.*', 'preprocessing', 'preprocessing.*', 'serving',
                  'serving.*']),
     py_modules=['cli', 'kubeflow_runner', 'local_runner'],

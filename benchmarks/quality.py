@@ -322,8 +322,7 @@ def evaluate_model(model: PushedModel, held_out: pd.DataFrame, validation: pd.Da
   The predict time is the serving signature's; turning sessions into
   tf.Examples is not counted.
   """
-  from models.export import RECOMMENDED  # pylint: disable=g-import-not-at-top
-  from models.model import PROBABILITIES  # pylint: disable=g-import-not-at-top
+  from models.export import PROBABILITIES, RECOMMENDED  # pylint: disable=g-import-not-at-top
   truth = label_matrix(held_out, config)
   examples = serialized_sessions(held_out, config.label.column)
   started = time.monotonic()

@@ -30,13 +30,16 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from models import thresholds
-from models.model import PROBABILITIES
 
 LABELS_ASSET = 'labels.txt'
 THRESHOLDS_ASSET = 'thresholds.txt'
 SERVING_FEATURES_ASSET = 'serving_features.json'
+# The outputs of `serving_default`, described above: the names servers, batch
+# prediction and the Evaluator read, and the Keras model's output layer name.
+PROBABILITIES = 'probabilities'
 RECOMMENDED = 'recommended'
 RECOMMENDATION_SCORES = 'recommendation_scores'
+SERVING_OUTPUTS = (PROBABILITIES, RECOMMENDED, RECOMMENDATION_SCORES)
 
 
 SERVING_ENVIRONMENT = 'SERVING'

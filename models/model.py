@@ -19,9 +19,9 @@ from typing import Any, Dict, Optional
 import keras
 from keras import layers, ops
 
+from models.export import PROBABILITIES
 from preprocessing import transform
 
-PROBABILITIES = 'probabilities'
 # A cross of two large vocabularies hashes its combinations into this many
 # buckets.
 MAX_CROSS_BUCKETS = 20000

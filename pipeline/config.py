@@ -2,38 +2,70 @@
 
 A run of repairml is described by a YAML file (configs/local.yaml by default).
 Features and labels are data, not code: pointing repairml at another table only
-means editing the YAML. Everything is checked when the file is loaded, so an
-invalid configuration fails before any component runs, with a message naming
-the file, the key and what is wrong with it.
+means editing the YAML. The file's shape is declared once, as the pydantic
+models below: their types and constraints check every key, and their
+validators the rules that span keys. An invalid configuration therefore fails
+when it is loaded, before any component runs, with one line naming the file,
+the key and what is wrong with it.
 """
 
-import dataclasses
 import os
 import re
 import typing
-from typing import Any, Dict, List, Optional
+import warnings
+from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple
 
+import pydantic
 import yaml
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
+from pydantic import model_validator
+
+from pipeline import bigquery_values
 
 DEFAULT_CONFIG_PATH = 'configs/local.yaml'
+
+DataFormat = Literal['parquet', 'csv', 'bigquery']
+DATA_FORMATS = typing.get_args(DataFormat)
 # The losses models/losses.py implements; listed here so that loading a
-# configuration needs no TensorFlow.
-LOSS_NAMES = ('binary_crossentropy', 'weighted_binary_crossentropy', 'focal',
-              'soft_macro_f1')
+# configuration needs no TensorFlow (tests/models/test_losses.py checks that
+# the two lists agree).
+LossName = Literal['binary_crossentropy', 'weighted_binary_crossentropy',
+                   'focal', 'soft_macro_f1']
+LOSS_NAMES = typing.get_args(LossName)
+FEATURE_KINDS = ('numeric', 'categorical', 'multivalent')
+
+# A key's place in the file, as pydantic reports it: ('features', 'numeric', 5).
+Key = Tuple[Any, ...]
 
 
 class ConfigError(ValueError):
   """The configuration file is invalid; the message says where and why."""
 
 
-@dataclasses.dataclass(frozen=True)
-class DataSource:
+class _Invalid(ValueError):
+  """A rule that spans keys failed. `key` is where, relative to the model
+  whose validator checks it, so that the message can name the exact key."""
+
+  def __init__(self, key: Key, problem: str):
+    super().__init__(problem)
+    self.key = key
+    self.problem = problem
+
+
+class _Section(pydantic.BaseModel):
+  """A part of the file: frozen, no unknown keys, and no conversions (a YAML
+  string or a bool is not a number; an int is still accepted as a float)."""
+  model_config = ConfigDict(extra='forbid', frozen=True, strict=True)
+
+
+class DataSource(_Section):
   """Where the sessions come from and which column identifies a session."""
-  format: str                      # parquet | csv | bigquery
+  format: DataFormat
   root: str = ''                   # parquet, csv: the pattern is relative to it
   pattern: str = 'span-*/*.parquet'
   id_column: str = 'session_id'
-  sample_fraction: float = 1.0     # keep this share of sessions, by id hash
+  # Keep this share of sessions, by id hash.
+  sample_fraction: float = Field(1.0, gt=0, le=1)
   # bigquery: the source table (project.dataset.table), and the defaults of
   # the pipeline's runtime parameters that filter it ('' = no filter).
   table: str = ''
@@ -41,83 +73,127 @@ class DataSource:
   date_from: str = ''              # YYYY-MM-DD, inclusive
   date_to: str = ''                # YYYY-MM-DD, inclusive
 
+  @model_validator(mode='after')
+  def _source_can_be_read(self) -> 'DataSource':
+    if self.format != 'bigquery':
+      if not self.root:
+        raise _Invalid(('root',),
+                       f'the {self.format} files need a root directory.')
+      return self
+    if not self.table:
+      raise _Invalid(('table',), 'a bigquery source needs its table, as '
+                     'project.dataset.table.')
+    # The production query builder applies the same checks; the filter's
+    # fields (car_model, date_from, date_to) are this section's keys.
+    try:
+      bigquery_values.check_table(self.table)
+      bigquery_values.checked_filter(bigquery_values.SessionFilter(
+          self.car_model, self.date_from, self.date_to))
+    except bigquery_values.QueryError as e:
+      raise _Invalid((e.field,), e.problem) from None
+    return self
 
-DATA_FORMATS = ('parquet', 'csv', 'bigquery')
 
-
-@dataclasses.dataclass(frozen=True)
-class Features:
+class Features(_Section):
   """Model inputs by kind; each name is a column of the source table."""
   numeric: List[str]
   categorical: List[str]
   multivalent: List[str]
-  max_values_per_row: int = 8      # list features are truncated to this
-  vocabulary_top_k: int = 1000     # per categorical feature, plus an OOV bucket
+  # List features are truncated to this.
+  max_values_per_row: int = Field(8, gt=0)
+  # Per categorical feature, plus an OOV bucket.
+  vocabulary_top_k: int = Field(1000, gt=0)
   # Explicit interactions: pairs of categorical or multivalent features whose
   # value combinations get their own weights, e.g. [dtcs, engine_type].
-  crosses: List[List[str]] = dataclasses.field(default_factory=list)
+  crosses: List[List[str]] = Field(default_factory=list)
 
   @property
   def all(self) -> List[str]:
     return self.numeric + self.categorical + self.multivalent
 
+  @model_validator(mode='after')
+  def _each_feature_once_and_crosses_of_two(self) -> 'Features':
+    if not self.all:
+      raise _Invalid((), 'declare at least one numeric, categorical or '
+                     'multivalent feature.')
+    seen = set()
+    for kind in FEATURE_KINDS:
+      for i, name in enumerate(getattr(self, kind)):
+        if name in seen:
+          raise _Invalid((kind, i), f'{name!r} is declared twice.')
+        seen.add(name)
+    crossable = self.categorical + self.multivalent
+    for i, pair in enumerate(self.crosses):
+      if len(pair) != 2 or pair[0] == pair[1]:
+        raise _Invalid(('crosses', i), 'a cross is a pair of two different '
+                       f'features, got {pair}.')
+      for name in pair:
+        if name not in crossable:
+          raise _Invalid(('crosses', i), f'{name!r} is not a declared '
+                         'categorical or multivalent feature.')
+    return self
 
-@dataclasses.dataclass(frozen=True)
-class Label:
+
+class Label(_Section):
   """The label column (a list of label names per row) and its vocabulary."""
   column: str
   vocabulary: List[str]
 
+  @model_validator(mode='after')
+  def _two_or_more_unique_names(self) -> 'Label':
+    if len(self.vocabulary) < 2:
+      raise _Invalid(('vocabulary',), 'list at least two label names.')
+    duplicates = sorted({v for v in self.vocabulary
+                         if self.vocabulary.count(v) > 1})
+    if duplicates:
+      raise _Invalid(('vocabulary',), 'label names must be unique; repeated: '
+                     f'{", ".join(duplicates)}.')
+    return self
 
-@dataclasses.dataclass(frozen=True)
-class Splits:
+
+class Splits(_Section):
   """Hash-bucket weights of the session-id split."""
-  train: int = 8
-  eval: int = 1
-  test: int = 1
+  train: int = Field(8, gt=0)
+  eval: int = Field(1, gt=0)
+  test: int = Field(1, gt=0)
 
 
-@dataclasses.dataclass(frozen=True)
-class Evaluation:
+class Evaluation(_Section):
   """What a model must achieve on the test split to be blessed."""
-  macro_f1_lower_bound: float = 0.3
+  macro_f1_lower_bound: float = Field(0.3, ge=0, le=1)
   # The candidate may trail the latest blessed model by at most this much.
-  max_macro_f1_drop: float = 0.01
+  max_macro_f1_drop: float = Field(0.01, ge=0, le=1)
   # The fairness guard: no configured slice with at least min_slice_examples
   # test examples may have a macro F1 below slice_macro_f1_floor.
-  slice_macro_f1_floor: float = 0.25
-  min_slice_examples: int = 200
+  slice_macro_f1_floor: float = Field(0.25, ge=0, le=1)
+  min_slice_examples: int = Field(200, gt=0)
 
 
-@dataclasses.dataclass(frozen=True)
-class Training:
+class Training(_Section):
   """Trainer settings, and the hyperparameters used when tuning is off."""
-  train_steps: int = 2000
-  eval_steps: int = 50
-  batch_size: int = 256
+  train_steps: int = Field(2000, gt=0)
+  eval_steps: int = Field(50, gt=0)
+  batch_size: int = Field(256, gt=0)
   seed: int = 42
-  learning_rate: float = 0.003
-  hidden_units: int = 128
-  hidden_layers: int = 2
-  embedding_dim: int = 16
-  dropout: float = 0.1
-  # binary_crossentropy | weighted_binary_crossentropy | focal | soft_macro_f1
-  loss: str = 'binary_crossentropy'
-  focal_gamma: float = 2.0
+  learning_rate: float = Field(0.003, gt=0, lt=1)
+  hidden_units: int = Field(128, gt=0)
+  hidden_layers: int = Field(2, gt=0)
+  embedding_dim: int = Field(16, gt=0)
+  dropout: float = Field(0.1, ge=0, lt=1)
+  loss: LossName = 'binary_crossentropy'
+  focal_gamma: float = Field(2.0, ge=0)
   # Stop when eval macro F1 has not improved for this many epochs.
-  early_stopping_patience: int = 3
+  early_stopping_patience: int = Field(3, gt=0)
 
 
-@dataclasses.dataclass(frozen=True)
-class Tuning:
+class Tuning(_Section):
   """KerasTuner budget; small by default so local runs stay fast."""
   enabled: bool = True
-  max_trials: int = 3
-  steps_per_trial: int = 300
+  max_trials: int = Field(3, gt=0)
+  steps_per_trial: int = Field(300, gt=0)
 
 
-@dataclasses.dataclass(frozen=True)
-class Paths:
+class Paths(_Section):
   """Where a run keeps its artifacts, metadata, pushed models and logs."""
   pipeline_root: str = 'runs/pipeline'
   metadata: str = 'runs/metadata.sqlite'
@@ -125,52 +201,88 @@ class Paths:
   log_file: str = 'runs/logs/repairml.log'
 
 
-@dataclasses.dataclass(frozen=True)
-class Dataflow:
+class Dataflow(_Section):
   """Where the Beam components run in production."""
-  temp_location: str               # gs://...
+  temp_location: str
   machine_type: str = 'n1-standard-4'
-  max_num_workers: int = 10
+  max_num_workers: int = Field(10, gt=0)
+
+  @field_validator('temp_location')
+  @classmethod
+  def _in_cloud_storage(cls, temp_location: str) -> str:
+    if not temp_location.startswith('gs://'):
+      raise ValueError('on Vertex AI this must be a gs:// URI, got '
+                       f'{temp_location!r}.')
+    return temp_location
 
 
-@dataclasses.dataclass(frozen=True)
-class WorkerPool:
+class WorkerPool(_Section):
   """Vertex Training machines of the Trainer, or of each Tuner trial."""
   machine_type: str = 'n1-standard-8'
-  parallel_trials: int = 1         # Tuner only: trials that run at once
+  # Tuner only: trials that run at once.
+  parallel_trials: int = Field(1, gt=0)
 
 
-@dataclasses.dataclass(frozen=True)
-class Endpoint:
+class Endpoint(_Section):
   """The Vertex AI Model the Pusher adds versions to, and its endpoint."""
   model_display_name: str
   endpoint_display_name: str
   serving_image: str = ('us-docker.pkg.dev/vertex-ai/prediction/'
                         'tf2-cpu.2-17:latest')
   machine_type: str = 'n1-standard-4'
-  min_replica_count: int = 1
+  min_replica_count: int = Field(1, gt=0)
   max_replica_count: int = 2
   # The new version's share of the endpoint's traffic: a canary below 100.
-  traffic_percentage: int = 10
+  traffic_percentage: int = Field(10, ge=0, le=100)
+  # How many model versions the Vertex Pusher keeps deployed on the endpoint.
+  keep_deployed: int = Field(2, gt=0)
+
+  @model_validator(mode='after')
+  def _replica_range(self) -> 'Endpoint':
+    if self.max_replica_count < self.min_replica_count:
+      raise _Invalid(('max_replica_count',), 'must be at least '
+                     f'min_replica_count ({self.min_replica_count}), got '
+                     f'{self.max_replica_count}.')
+    return self
 
 
-@dataclasses.dataclass(frozen=True)
-class Vertex:
+class Vertex(_Section):
   """Production on Google Cloud: Vertex AI Pipelines, Dataflow, Vertex
   Training and Vertex AI endpoints."""
-  project: str
-  region: str
-  service_account: str
-  image: str                       # the component image, without its tag
+  project: str = Field(min_length=1)
+  region: str = Field(min_length=1)
+  service_account: str = Field(min_length=1)
+  # The component image, without its tag.
+  image: str = Field(min_length=1)
   dataflow: Dataflow
   endpoint: Endpoint
-  trainer: WorkerPool = WorkerPool()
-  tuner: WorkerPool = WorkerPool()
+  trainer: WorkerPool = Field(default_factory=WorkerPool)
+  tuner: WorkerPool = Field(default_factory=WorkerPool)
   enable_caching: bool = True
 
+  @field_validator('image')
+  @classmethod
+  def _untagged(cls, image: str) -> str:
+    if ':' in image.rsplit('/', 1)[-1]:
+      raise ValueError('leave the tag out: the compiled pipeline tags the '
+                       'image with the git commit (or --image-tag).')
+    return image
 
-@dataclasses.dataclass(frozen=True)
-class Config:
+
+def _beam_argument(arg: str) -> str:
+  if not arg.startswith('--'):
+    raise ValueError(f'Beam arguments look like --name=value, got {arg!r}.')
+  return arg
+
+
+# The `schema` key shadows BaseModel.schema(), pydantic v1's deprecated name
+# for model_json_schema(), which nothing calls; the key stays what users write.
+warnings.filterwarnings(
+    'ignore', message='Field name "schema" in "Config" shadows an attribute',
+    category=UserWarning)
+
+
+class Config(_Section):
   """A whole run description. Paths are absolute once loaded."""
   pipeline_name: str
   data: DataSource
@@ -178,12 +290,13 @@ class Config:
   label: Label
   schema: str
   slices: List[List[str]]
-  splits: Splits = Splits()
-  evaluation: Evaluation = Evaluation()
-  training: Training = Training()
-  tuning: Tuning = Tuning()
-  paths: Paths = Paths()
-  beam_args: List[str] = dataclasses.field(default_factory=list)
+  splits: Splits = Field(default_factory=Splits)
+  evaluation: Evaluation = Field(default_factory=Evaluation)
+  training: Training = Field(default_factory=Training)
+  tuning: Tuning = Field(default_factory=Tuning)
+  paths: Paths = Field(default_factory=Paths)
+  beam_args: List[Annotated[str, AfterValidator(_beam_argument)]] = Field(
+      default_factory=list)
   vertex: Optional[Vertex] = None  # set: the run is compiled for Vertex AI
   source_path: str = '<memory>'
 
@@ -192,7 +305,81 @@ class Config:
     return len(self.label.vocabulary)
 
   def to_dict(self) -> Dict[str, Any]:
-    return dataclasses.asdict(self)
+    """Plain values only: nested sections become dicts."""
+    return self.model_dump()
+
+  @field_validator('pipeline_name')
+  @classmethod
+  def _usable_as_a_resource_name(cls, name: str) -> str:
+    if not re.fullmatch(r'[a-z][a-z0-9-]{0,63}', name):
+      raise ValueError('use lower-case letters, digits and dashes, starting '
+                       f'with a letter (got {name!r}).')
+    return name
+
+  @model_validator(mode='after')
+  def _features_are_neither_label_nor_id(self) -> 'Config':
+    for kind in FEATURE_KINDS:
+      for i, name in enumerate(getattr(self.features, kind)):
+        if name in (self.label.column, self.data.id_column):
+          raise _Invalid(('features', kind, i), f'{name!r} is the label or '
+                         'id column and cannot be a feature.')
+    return self
+
+  @model_validator(mode='after')
+  def _slices_name_categorical_features(self) -> 'Config':
+    sliceable = self.features.categorical + self.features.multivalent
+    for i, slice_keys in enumerate(self.slices):
+      if not slice_keys:
+        raise _Invalid(('slices', i),
+                       'a slice needs at least one feature name.')
+      for name in slice_keys:
+        if name not in sliceable:
+          raise _Invalid(('slices', i), f'{name!r} is not a declared '
+                         'categorical or multivalent feature.')
+    return self
+
+  @model_validator(mode='after')
+  def _bigquery_columns_are_plain_names(self) -> 'Config':
+    if self.data.format != 'bigquery':
+      return self
+    seen = set()
+    for key, name in _keyed_source_columns(self):
+      try:
+        bigquery_values.check_column_name('column', name)
+      except bigquery_values.QueryError as e:
+        raise _Invalid(key, e.problem) from None
+      # BigQuery column names are case-insensitive.
+      if name.lower() in seen:
+        raise _Invalid(key, f'{name!r} differs from another column only in '
+                       'case; BigQuery column names are case-insensitive.')
+      seen.add(name.lower())
+    return self
+
+  @model_validator(mode='after')
+  def _vertex_runs_on_google_cloud(self) -> 'Config':
+    if self.vertex is None:
+      return self
+    if not self.paths.pipeline_root.startswith('gs://'):
+      raise _Invalid(('paths', 'pipeline_root'), 'on Vertex AI this must be '
+                     f'a gs:// URI, got {self.paths.pipeline_root!r}.')
+    if self.data.format != 'bigquery':
+      raise _Invalid(('data', 'format'),
+                     'on Vertex AI the sessions come from bigquery.')
+    return self
+
+
+def _keyed_source_columns(config: Config) -> List[Tuple[Key, str]]:
+  """(key, column) of every column a run reads from its source, in the order
+  of source_columns."""
+  features = [(('features', kind, i), name) for kind in FEATURE_KINDS
+              for i, name in enumerate(getattr(config.features, kind))]
+  return ([(('data', 'id_column'), config.data.id_column)] + features +
+          [(('label', 'column'), config.label.column)])
+
+
+def source_columns(config: Config) -> List[str]:
+  """The columns a run reads from its source: id, features and label."""
+  return [name for _, name in _keyed_source_columns(config)]
 
 
 def load_config(path: str = DEFAULT_CONFIG_PATH) -> Config:
@@ -244,216 +431,110 @@ def config_from_dict(raw: Any, source_path: str = '<memory>') -> Config:
   if not isinstance(raw, dict):
     raise ConfigError(f'{source_path}: the file must hold a mapping of keys, '
                       f'got {type(raw).__name__}.')
-  raw = dict(raw, source_path=source_path)
-  config = _build(Config, raw, source_path, where='')
-  _check_semantics(config, source_path)
+  try:
+    config = Config.model_validate(dict(raw, source_path=source_path))
+  except pydantic.ValidationError as e:
+    raise _config_error(e, source_path) from None
   return _with_absolute_paths(config)
 
 
-def _build(cls, raw: Dict[str, Any], source: str, where: str):
-  """Builds dataclass `cls` from `raw`, rejecting unknown and mistyped keys."""
-  fields = {f.name: f for f in dataclasses.fields(cls)}
-  unknown = sorted(set(raw) - set(fields))
-  if unknown:
-    raise ConfigError(f'{source}: {where}{unknown[0]}: unknown key. Known keys '
-                      f'here are: {", ".join(sorted(fields))}.')
-  hints = typing.get_type_hints(cls)
-  values = {}
-  for name, field in fields.items():
-    key = f'{where}{name}'
-    if name not in raw:
-      if (field.default is dataclasses.MISSING and
-          field.default_factory is dataclasses.MISSING):
-        raise ConfigError(f'{source}: {key}: required key is missing.')
-      continue
-    values[name] = _coerce(hints[name], raw[name], source, key)
-  return cls(**values)
+# --- pydantic's errors, as one line that names the file and the key ---------
+
+def _config_error(error: pydantic.ValidationError, source: str) -> ConfigError:
+  """The first problem pydantic found: `{source}: {key}: {problem}`."""
+  first = error.errors()[0]
+  key = tuple(first['loc'])
+  cause = first.get('ctx', {}).get('error')
+  if isinstance(cause, _Invalid):
+    key += cause.key
+    problem = cause.problem
+  elif first['type'] == 'value_error':  # a field validator's own message
+    problem = str(cause)
+  else:
+    problem = _problem(first, key)
+  return ConfigError(f'{source}: {_dotted(key)}: {problem}')
 
 
-def _coerce(hint, value, source: str, key: str):
-  """Checks `value` against the type hint `hint` and converts nested parts."""
-  origin = typing.get_origin(hint)
-  if origin is typing.Union:  # Optional[X]
-    inner = [a for a in typing.get_args(hint) if a is not type(None)][0]
-    return None if value is None else _coerce(inner, value, source, key)
-  if dataclasses.is_dataclass(hint):
-    if not isinstance(value, dict):
-      raise ConfigError(f'{source}: {key}: must be a mapping of keys, '
-                        f'got {value!r}.')
-    return _build(hint, value, source, where=f'{key}.')
-  if origin in (list, List):
-    if not isinstance(value, list):
-      raise ConfigError(f'{source}: {key}: must be a list, got {value!r}.')
-    (item_hint,) = typing.get_args(hint)
-    return [_coerce(item_hint, v, source, f'{key}[{i}]')
-            for i, v in enumerate(value)]
-  if hint is float and isinstance(value, int) and not isinstance(value, bool):
-    return float(value)
-  if hint in (int, float) and isinstance(value, bool):
-    raise ConfigError(f'{source}: {key}: must be a number, got {value!r}.')
-  if not isinstance(value, hint):
-    raise ConfigError(f'{source}: {key}: must be of type {hint.__name__}, '
-                      f'got {value!r}.')
-  return value
+_TYPE_PROBLEMS = {
+    'int_type': 'must be an integer',
+    'float_type': 'must be a number',
+    'bool_type': 'must be true or false',
+    'string_type': 'must be a string',
+    'list_type': 'must be a list',
+    'model_type': 'must be a mapping of keys',
+}
+_BOUND_ERRORS = ('greater_than', 'greater_than_equal', 'less_than',
+                 'less_than_equal')
 
 
-def _check_semantics(config: Config, source: str) -> None:
-  """Checks the rules that types alone cannot express."""
-
-  def fail(key: str, problem: str):
-    raise ConfigError(f'{source}: {key}: {problem}')
-
-  if not re.fullmatch(r'[a-z][a-z0-9-]{0,63}', config.pipeline_name):
-    fail('pipeline_name', 'use lower-case letters, digits and dashes, '
-         f'starting with a letter (got {config.pipeline_name!r}).')
-  data = config.data
-  if data.format not in DATA_FORMATS:
-    fail('data.format', f'must be one of {", ".join(DATA_FORMATS)}, got '
-         f'{data.format!r}.')
-  if data.format == 'bigquery':
-    _check_bigquery_source(config, fail)
-  elif not data.root:
-    fail('data.root', f'the {data.format} files need a root directory.')
-  if not 0.0 < config.data.sample_fraction <= 1.0:
-    fail('data.sample_fraction', 'must be in (0, 1], got '
-         f'{config.data.sample_fraction}.')
-
-  features = config.features
-  if not features.all:
-    fail('features', 'declare at least one numeric, categorical or '
-         'multivalent feature.')
-  seen = set()
-  for kind in ('numeric', 'categorical', 'multivalent'):
-    for i, name in enumerate(getattr(features, kind)):
-      if name in seen:
-        fail(f'features.{kind}[{i}]', f'{name!r} is declared twice.')
-      if name in (config.label.column, config.data.id_column):
-        fail(f'features.{kind}[{i}]', f'{name!r} is the label or id column '
-             'and cannot be a feature.')
-      seen.add(name)
-  for i, pair in enumerate(features.crosses):
-    if len(pair) != 2 or pair[0] == pair[1]:
-      fail(f'features.crosses[{i}]', 'a cross is a pair of two different '
-           f'features, got {pair}.')
-    for name in pair:
-      if name not in features.categorical + features.multivalent:
-        fail(f'features.crosses[{i}]', f'{name!r} is not a declared '
-             'categorical or multivalent feature.')
-  _positive(fail, 'features.max_values_per_row', features.max_values_per_row)
-  _positive(fail, 'features.vocabulary_top_k', features.vocabulary_top_k)
-
-  vocabulary = config.label.vocabulary
-  if len(vocabulary) < 2:
-    fail('label.vocabulary', 'list at least two label names.')
-  duplicates = sorted({v for v in vocabulary if vocabulary.count(v) > 1})
-  if duplicates:
-    fail('label.vocabulary', f'label names must be unique; repeated: '
-         f'{", ".join(duplicates)}.')
-
-  for i, slice_keys in enumerate(config.slices):
-    if not slice_keys:
-      fail(f'slices[{i}]', 'a slice needs at least one feature name.')
-    for name in slice_keys:
-      if name not in features.categorical + features.multivalent:
-        fail(f'slices[{i}]', f'{name!r} is not a declared categorical or '
-             'multivalent feature.')
-
-  for name in ('train', 'eval', 'test'):
-    _positive(fail, f'splits.{name}', getattr(config.splits, name))
-
-  evaluation = config.evaluation
-  if not 0.0 <= evaluation.macro_f1_lower_bound <= 1.0:
-    fail('evaluation.macro_f1_lower_bound', 'must be in [0, 1].')
-  if not 0.0 <= evaluation.max_macro_f1_drop <= 1.0:
-    fail('evaluation.max_macro_f1_drop', 'must be in [0, 1].')
-  if not 0.0 <= evaluation.slice_macro_f1_floor <= 1.0:
-    fail('evaluation.slice_macro_f1_floor', 'must be in [0, 1].')
-  _positive(fail, 'evaluation.min_slice_examples',
-            evaluation.min_slice_examples)
-
-  training = config.training
-  for name in ('train_steps', 'eval_steps', 'batch_size', 'hidden_units',
-               'hidden_layers', 'embedding_dim'):
-    _positive(fail, f'training.{name}', getattr(training, name))
-  if not 0.0 < training.learning_rate < 1.0:
-    fail('training.learning_rate', 'must be in (0, 1).')
-  if not 0.0 <= training.dropout < 1.0:
-    fail('training.dropout', 'must be in [0, 1).')
-  if training.loss not in LOSS_NAMES:
-    fail('training.loss', f'must be one of {", ".join(LOSS_NAMES)}, got '
-         f'{training.loss!r}.')
-  if training.focal_gamma < 0:
-    fail('training.focal_gamma', 'must be at least 0.')
-  _positive(fail, 'training.early_stopping_patience',
-            training.early_stopping_patience)
-  _positive(fail, 'tuning.max_trials', config.tuning.max_trials)
-  _positive(fail, 'tuning.steps_per_trial', config.tuning.steps_per_trial)
-
-  for i, arg in enumerate(config.beam_args):
-    if not arg.startswith('--'):
-      fail(f'beam_args[{i}]', f'Beam arguments look like --name=value, '
-           f'got {arg!r}.')
-  if config.vertex is not None:
-    _check_vertex(config, fail)
+def _problem(error: Dict[str, Any], key: Key) -> str:
+  kind, given = error['type'], error.get('input')
+  if kind == 'missing':
+    return 'required key is missing.'
+  if kind == 'extra_forbidden':
+    section = _model_at(key[:-1])
+    return (f'unknown key. Known keys here are: '
+            f'{", ".join(sorted(section.model_fields))}.')
+  if kind in _TYPE_PROBLEMS:
+    return f'{_TYPE_PROBLEMS[kind]}, got {given!r}.'
+  if kind == 'literal_error':
+    return f'must be one of {error["ctx"]["expected"]}, got {given!r}.'
+  if kind in _BOUND_ERRORS:
+    field = _model_at(key[:-1]).model_fields[key[-1]]
+    return f'{_allowed_range(field)}, got {given!r}.'
+  if kind == 'string_too_short':
+    return 'must not be empty.'
+  return f'{error["msg"]}, got {given!r}.'
 
 
-def _check_bigquery_source(config: Config, fail) -> None:
-  """The table and filter defaults must make a valid, safe query."""
-  from pipeline.production import bigquery  # pylint: disable=g-import-not-at-top
-  data = config.data
-  if not data.table:
-    fail('data.table', 'a bigquery source needs its table, as '
-         'project.dataset.table.')
-  try:
-    bigquery.split_queries(
-        data.table, source_columns(config), data.id_column,
-        dataclasses.asdict(config.splits),
-        session_filter=bigquery.SessionFilter(data.car_model, data.date_from,
-                                              data.date_to))
-  except bigquery.QueryError as e:
-    # The builder names its arguments; say which configuration keys they are.
-    field, problem = str(e).split(': ', 1)
-    fail('data.' + field.replace('session_filter.', ''), problem)
+def _allowed_range(field) -> str:
+  """The whole range a number field allows, e.g. 'must be in (0, 1]', not
+  only the bound that was crossed."""
+  bounds = {name: getattr(m, name) for m in field.metadata
+            for name in ('gt', 'ge', 'lt', 'le') if hasattr(m, name)}
+  low = ('(', bounds['gt']) if 'gt' in bounds else ('[', bounds.get('ge'))
+  high = (')', bounds['lt']) if 'lt' in bounds else (']', bounds.get('le'))
+  if high[1] is None:
+    if low == ('(', 0):
+      return 'must be a positive number'
+    return (f'must be greater than {low[1]}' if low[0] == '(' else
+            f'must be at least {low[1]}')
+  return f'must be in {low[0]}{low[1]}, {high[1]}{high[0]}'
 
 
-def source_columns(config: Config) -> List[str]:
-  """The columns a run reads from its source: id, features and label."""
-  return [config.data.id_column] + config.features.all + [config.label.column]
+def _model_at(key: Key) -> typing.Type[pydantic.BaseModel]:
+  """The model of the section at `key`, e.g. Training at ('training',)."""
+  model = Config
+  for part in key:
+    if isinstance(part, str):  # an int is a list index: same item type
+      model = _model_in(model.model_fields[part].annotation)
+  return model
 
 
-def _check_vertex(config: Config, fail) -> None:
-  vertex = config.vertex
-  for key in ('project', 'region', 'service_account', 'image'):
-    if not getattr(vertex, key):
-      fail(f'vertex.{key}', 'must not be empty.')
-  for key, path in (('paths.pipeline_root', config.paths.pipeline_root),
-                    ('vertex.dataflow.temp_location',
-                     vertex.dataflow.temp_location)):
-    if not path.startswith('gs://'):
-      fail(key, f'on Vertex AI this must be a gs:// URI, got {path!r}.')
-  if ':' in vertex.image.rsplit('/', 1)[-1]:
-    fail('vertex.image', 'leave the tag out: the compiled pipeline tags the '
-         'image with the git commit (or --image-tag).')
-  if config.data.format != 'bigquery':
-    fail('data.format', 'on Vertex AI the sessions come from bigquery.')
-  _positive(fail, 'vertex.dataflow.max_num_workers',
-            vertex.dataflow.max_num_workers)
-  _positive(fail, 'vertex.tuner.parallel_trials', vertex.tuner.parallel_trials)
-  endpoint = vertex.endpoint
-  if not 0 <= endpoint.traffic_percentage <= 100:
-    fail('vertex.endpoint.traffic_percentage', 'must be in [0, 100], got '
-         f'{endpoint.traffic_percentage}.')
-  _positive(fail, 'vertex.endpoint.min_replica_count',
-            endpoint.min_replica_count)
-  if endpoint.max_replica_count < endpoint.min_replica_count:
-    fail('vertex.endpoint.max_replica_count',
-         'must be at least min_replica_count.')
+def _model_in(annotation) -> Optional[typing.Type[pydantic.BaseModel]]:
+  """The model class in an annotation such as Optional[Vertex]."""
+  if isinstance(annotation, type) and issubclass(annotation,
+                                                 pydantic.BaseModel):
+    return annotation
+  for argument in typing.get_args(annotation):
+    model = _model_in(argument)
+    if model is not None:
+      return model
+  return None
 
 
-def _positive(fail, key: str, value: int) -> None:
-  if value <= 0:
-    fail(key, f'must be a positive number, got {value}.')
+def _dotted(key: Key) -> str:
+  """('features', 'crosses', 0) -> 'features.crosses[0]'."""
+  text = ''
+  for part in key:
+    if isinstance(part, int):
+      text += f'[{part}]'
+    else:
+      text += f'.{part}' if text else str(part)
+  return text
 
+
+# --- Paths -------------------------------------------------------------------
 
 def _absolute(path: str) -> str:
   """Local relative paths become absolute; URIs such as gs://... stay as is."""
@@ -463,11 +544,10 @@ def _absolute(path: str) -> str:
 def _with_absolute_paths(config: Config) -> Config:
   """Resolves relative paths against the working directory, as TFX needs."""
   paths = config.paths
-  return dataclasses.replace(
-      config,
-      schema=_absolute(config.schema),
-      data=dataclasses.replace(
-          config.data,
-          root=_absolute(config.data.root) if config.data.root else ''),
-      paths=Paths(**{f.name: _absolute(getattr(paths, f.name))
-                     for f in dataclasses.fields(Paths)}))
+  return config.model_copy(update={
+      'schema': _absolute(config.schema),
+      'data': config.data.model_copy(update={
+          'root': _absolute(config.data.root) if config.data.root else ''}),
+      'paths': paths.model_copy(update={
+          name: _absolute(getattr(paths, name)) for name in Paths.model_fields}),
+  })

@@ -7,7 +7,6 @@ code the component runs (pipeline/code_version.py): changed code means changed
 execution properties, a cache miss and a new lineage record.
 """
 
-import dataclasses
 from typing import Any, Dict
 
 from pipeline.code_version import code_version
@@ -22,7 +21,7 @@ TRAINER_MODULE = 'models.training'
 def transform_settings(config: Config) -> Dict[str, Any]:
   """Transform's custom_config: the features and the label vocabulary."""
   return {
-      'features': dataclasses.asdict(config.features),
+      'features': config.features.model_dump(),
       'label_column': config.label.column,
       'label_vocabulary': list(config.label.vocabulary),
       'code_version': code_version(TRANSFORM_MODULE),
@@ -35,7 +34,7 @@ def model_settings(config: Config,
   runs): the transform settings plus training and tuning."""
   return {
       **transform_settings(config),
-      'training': dataclasses.asdict(config.training),
-      'tuning': dataclasses.asdict(config.tuning),
+      'training': config.training.model_dump(),
+      'tuning': config.tuning.model_dump(),
       'code_version': code_version(module),
   }

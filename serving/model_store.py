@@ -27,13 +27,11 @@ from google.protobuf import json_format
 from tensorflow.core.protobuf import saved_model_pb2
 
 from models import export
-from models.model import PROBABILITIES
 from serving import pushed
 from serving.instances import Features, RequestError, serialized_examples
 
 SIGNATURE = 'serving_default'
 SIGNATURE_INPUT = 'examples'
-OUTPUTS = (PROBABILITIES, export.RECOMMENDED, export.RECOMMENDATION_SCORES)
 PROVENANCE_FILE = os.path.join('assets.extra', 'repairml_provenance.json')
 
 logger = logging.getLogger('repairml.serving')
@@ -83,7 +81,7 @@ class ServedModel:
       raise ModelLoadError(f'version {self.version} at {self.path}: its '
                            f'{SIGNATURE} signature fails: {_first_line(e)}'
                            ) from e
-    for name in OUTPUTS:
+    for name in export.SERVING_OUTPUTS:
       shape = outputs[name].shape.as_list() if name in outputs else None
       if shape != [0, len(self.label_names)]:
         raise ModelLoadError(
@@ -107,7 +105,7 @@ class ServedModel:
           **{SIGNATURE_INPUT: tf.constant(serialized, tf.string)})
     except tf.errors.InvalidArgumentError as e:
       raise RequestError(_parse_error(e.message, serialized)) from None
-    return {name: outputs[name].numpy() for name in OUTPUTS}
+    return {name: outputs[name].numpy() for name in export.SERVING_OUTPUTS}
 
 
 def _read_provenance(path: str) -> dict:

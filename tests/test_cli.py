@@ -1,5 +1,9 @@
 """The repairml command: which module each command runs, with which arguments."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import kubeflow_runner
 
 import cli
@@ -36,3 +40,34 @@ def test_submit_compiles_and_submits_unless_told_to_schedule(monkeypatch):
 def test_compile_does_not_send_anything(capsys):
   assert cli.main(['compile', '--submit']) == 2
   assert 'repairml submit' in capsys.readouterr().err
+
+
+def test_bench_quality_without_the_benchmarks_says_so_in_one_line(
+    monkeypatch, tmp_path, capsys):
+  # As in the component image: cli.py is installed, the benchmarks are not.
+  monkeypatch.setattr(cli, 'CHECKOUT_DIR', str(tmp_path))
+
+  assert cli.main(['bench', 'quality']) == 2
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1, err
+  assert 'benchmarks are not installed' in err
+  assert 'checkout' in err
+
+
+def test_bench_quality_imports_the_benchmarks_of_the_checkout(tmp_path):
+  # As the console script runs: the checkout is not on sys.path, and setup.py
+  # installs no benchmarks. Importing benchmarks.quality itself would take a
+  # minute here (TensorFlow), so the test stops at finding it.
+  checkout = str(Path(cli.__file__).resolve().parent)
+  found = subprocess.run(
+      [sys.executable, '-c',
+       'import importlib.util, sys\n'
+       f'sys.path = [p for p in sys.path if p not in ("", {checkout!r})]\n'
+       'assert importlib.util.find_spec("benchmarks") is None, "installed"\n'
+       'import cli\n'
+       'assert cli._benchmarks_importable()\n'
+       'print(importlib.util.find_spec("benchmarks.quality").origin)'],
+      cwd=tmp_path, capture_output=True, text=True, check=True)
+
+  assert found.stdout.strip() == str(Path(checkout) / 'benchmarks' /
+                                     'quality.py')

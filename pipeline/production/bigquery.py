@@ -7,38 +7,24 @@ leave BigQuery. The buckets come from BigQuery's FARM_FINGERPRINT, not TFX's
 hash: each split is deterministic, but a session may land in another split
 than in a local run.
 
-Every value that reaches the SQL is validated first and rejected with a
-QueryError naming the field, and it is then quoted anyway: no table name,
-column name or filter value can change the shape of a query.
+Every value that reaches the SQL is validated first, by the rules of
+pipeline/bigquery_values.py that the configuration is checked with too, and
+rejected with a QueryError naming the field; it is then quoted anyway: no
+table name, column name or filter value can change the shape of a query.
 """
 
-import dataclasses
-import datetime
 import re
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 from tfx.proto import example_gen_pb2
 
+# The checks are shared with the configuration and the runtime parameters;
+# QueryError and SessionFilter are part of this module's interface too.
+from pipeline.bigquery_values import (IDENTIFIER, QueryError, SessionFilter,
+                                      check_column_name, check_table,
+                                      checked_filter)
+
 CAR_MODEL_COLUMN = 'car_model'
-CAR_MODEL_MAX_LENGTH = 64
-
-_IDENTIFIER = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
-# A Cloud project id starts with a letter and does not end with a hyphen.
-_PROJECT_ID = re.compile(r'[a-z][a-z0-9-]{4,28}[a-z0-9]')
-_DATASET_OR_TABLE = re.compile(r'[A-Za-z0-9_]{1,1024}')
-_CAR_MODEL = re.compile(r'[A-Za-z0-9 _./-]{1,%d}' % CAR_MODEL_MAX_LENGTH)
-
-
-class QueryError(ValueError):
-  """A value cannot go into a query; the message says which one and why."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SessionFilter:
-  """Which sessions to read; an empty field does not filter."""
-  car_model: str = ''        # '' = every car model
-  date_from: str = ''        # 'YYYY-MM-DD' inclusive, '' = no lower bound
-  date_to: str = ''          # 'YYYY-MM-DD' inclusive, '' = no upper bound
 
 
 def split_queries(
@@ -103,7 +89,7 @@ def input_config(
 
 def _select_clause(columns: Sequence[str], date_column: str) -> str:
   if isinstance(columns, str) or not columns:
-    raise QueryError(f'columns: list at least one column name, got '
+    raise QueryError('columns', f'list at least one column name, got '
                      f'{columns!r}.')
   seen = set()
   quoted = []
@@ -113,41 +99,33 @@ def _select_clause(columns: Sequence[str], date_column: str) -> str:
                   if column == date_column else name)
     # BigQuery column names are case-insensitive.
     if column.lower() in seen:
-      raise QueryError(f'columns[{i}]: {column!r} is listed twice.')
+      raise QueryError(f'columns[{i}]', f'{column!r} is listed twice.')
     seen.add(column.lower())
   return 'SELECT\n' + ',\n'.join(f'  {q}' for q in quoted)
 
 
 def _table_reference(table: str) -> str:
-  parts = table.split('.') if isinstance(table, str) else []
-  if (len(parts) != 3 or not _PROJECT_ID.fullmatch(parts[0]) or
-      not all(_DATASET_OR_TABLE.fullmatch(part) for part in parts[1:])):
-    raise QueryError(
-        f'table: {table!r} is not a fully qualified project.dataset.table. '
-        'The project id has 6 to 30 lower-case letters, digits and hyphens, '
-        'starting with a letter; the dataset and table names have letters, '
-        'digits and underscores.')
+  check_table(table)
   return f'`{table}`'
 
 
 def _quoted_identifier(field: str, name: str) -> str:
-  if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
-    raise QueryError(f'{field}: {name!r} is not a column name. Use letters, '
-                     'digits and underscores, not starting with a digit.')
+  check_column_name(field, name)
   return f'`{name}`'
 
 
 def _total_buckets(splits: Mapping[str, int]) -> int:
   if not splits:
-    raise QueryError('splits: name at least one split, e.g. '
+    raise QueryError('splits', 'name at least one split, e.g. '
                      "{'train': 8, 'eval': 1, 'test': 1}.")
   for name, buckets in splits.items():
-    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
-      raise QueryError(f'splits: {name!r} is not a split name. Use letters, '
-                       'digits and underscores, not starting with a digit.')
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
+      raise QueryError('splits', f'{name!r} is not a split name. Use '
+                       'letters, digits and underscores, not starting with a '
+                       'digit.')
     if (not isinstance(buckets, int) or isinstance(buckets, bool) or
         buckets <= 0):
-      raise QueryError(f'splits[{name!r}]: the bucket count must be a '
+      raise QueryError(f'splits[{name!r}]', 'the bucket count must be a '
                        f'positive integer, got {buckets!r}.')
   return sum(splits.values())
 
@@ -172,48 +150,23 @@ def _bucket_expression(quoted_id: str, total: int) -> str:
 
 def _filter_conditions(session_filter: SessionFilter,
                        quoted_date: str) -> List[str]:
+  try:
+    session_filter = checked_filter(session_filter)
+  except QueryError as e:
+    raise QueryError(f'session_filter.{e.field}', e.problem) from None
   conditions = []
   if session_filter.car_model:
-    car_model = _checked_car_model(session_filter.car_model)
-    conditions.append(
-        f'`{CAR_MODEL_COLUMN}` = {_string_literal(car_model)}')
-  date_from = _parsed_date('session_filter.date_from',
-                           session_filter.date_from)
-  date_to = _parsed_date('session_filter.date_to', session_filter.date_to)
-  if date_from and date_to and date_from > date_to:
-    raise QueryError(f'session_filter.date_from: {date_from} is after '
-                     f'session_filter.date_to {date_to}; the range would be '
-                     'empty.')
+    conditions.append(f'`{CAR_MODEL_COLUMN}` = '
+                      f'{_string_literal(session_filter.car_model)}')
   # CAST: the column may be a DATE, or a 'YYYY-MM-DD' STRING as loaded from
   # the generated parquet files.
-  if date_from:
-    conditions.append(
-        f"CAST({quoted_date} AS DATE) >= DATE '{date_from.isoformat()}'")
-  if date_to:
-    conditions.append(
-        f"CAST({quoted_date} AS DATE) <= DATE '{date_to.isoformat()}'")
+  if session_filter.date_from:
+    conditions.append(f"CAST({quoted_date} AS DATE) >= "
+                      f"DATE '{session_filter.date_from}'")
+  if session_filter.date_to:
+    conditions.append(f"CAST({quoted_date} AS DATE) <= "
+                      f"DATE '{session_filter.date_to}'")
   return conditions
-
-
-def _checked_car_model(car_model: str) -> str:
-  if (not isinstance(car_model, str) or not _CAR_MODEL.fullmatch(car_model) or
-      car_model != car_model.strip()):
-    raise QueryError(
-        f'session_filter.car_model: {car_model!r} is not allowed. Use at most '
-        f'{CAR_MODEL_MAX_LENGTH} letters, digits, spaces and _ . - /, with '
-        'no space at either end.')
-  return car_model
-
-
-def _parsed_date(field: str, value: str):
-  """The date in `value`, or None when it is empty."""
-  if value == '':
-    return None
-  try:
-    return datetime.date.fromisoformat(value)
-  except (TypeError, ValueError):
-    raise QueryError(f'{field}: {value!r} is not a date; write it as '
-                     'YYYY-MM-DD, e.g. 2026-01-31.') from None
 
 
 def _string_literal(value: str) -> str:

@@ -3,14 +3,14 @@ without compiling again, and the check of the values a user passes.
 
 The compiled pipeline declares them with the configuration's values as
 defaults (pipeline/production/vertex.py); `repairml submit` checks the values
-it sends with the same query builder the pipeline's RunParameters step uses.
+it sends with the same filter check (pipeline/bigquery_values.py) that the
+configuration's defaults and the pipeline's RunParameters step pass.
 """
 
-import dataclasses
 from typing import Any, Dict, Optional
 
-from pipeline.config import Config, ConfigError, source_columns
-from pipeline.production import bigquery
+from pipeline.bigquery_values import QueryError, SessionFilter, checked_filter
+from pipeline.config import Config, ConfigError
 
 CAR_MODEL = 'car_model'
 DATE_FROM = 'date_from'
@@ -36,15 +36,11 @@ def checked_values(config: Config, car_model: Optional[str] = None,
       (TRAIN_STEPS, train_steps)) if value is not None}
   values = {**defaults(config), **given}
   try:
-    bigquery.split_queries(
-        config.data.table, source_columns(config), config.data.id_column,
-        dataclasses.asdict(config.splits),
-        session_filter=bigquery.SessionFilter(
-            values[CAR_MODEL], values[DATE_FROM], values[DATE_TO]))
-  except bigquery.QueryError as e:
-    field, problem = str(e).split(': ', 1)
-    option = field.rsplit('.', 1)[-1].replace('_', '-')
-    raise ConfigError(f'--{option}: {problem}') from None
+    checked_filter(SessionFilter(values[CAR_MODEL], values[DATE_FROM],
+                                 values[DATE_TO]))
+  except QueryError as e:
+    # The filter's fields are named like the options: car_model, --car-model.
+    raise ConfigError(f'--{e.field.replace("_", "-")}: {e.problem}') from None
   if values[TRAIN_STEPS] <= 0:
     raise ConfigError(f'--train-steps: must be a positive number, got '
                       f'{values[TRAIN_STEPS]}.')

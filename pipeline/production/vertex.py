@@ -15,7 +15,6 @@ end, offers them to create_pipeline with the methods of pipeline/platform.py's
 LocalPlatform.
 """
 
-import dataclasses
 import json
 import os
 import posixpath
@@ -62,7 +61,7 @@ def run_settings(car_model: str, date_from: str, date_to: str,
       session_filter=bigquery.SessionFilter(car_model, date_from, date_to))
   if train_steps <= 0:
     raise bigquery.QueryError(
-        f'train_steps: must be a positive number, got {train_steps}.')
+        'train_steps', f'must be a positive number, got {train_steps}.')
   return (proto_utils.proto_to_json(input_config),
           proto_utils.proto_to_json(tfx.proto.TrainArgs(num_steps=train_steps)))
 
@@ -101,7 +100,7 @@ def session_source(config: Config):
           'table': config.data.table,
           'columns': schema_columns(config),
           'id_column': config.data.id_column,
-          'splits': dataclasses.asdict(config.splits),
+          'splits': config.splits.model_dump(),
       }))
   example_gen = tfx.extensions.google_cloud_big_query.BigQueryExampleGen(
       input_config=run_parameters.outputs['input_config'].future()[0].value,

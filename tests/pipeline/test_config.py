@@ -2,8 +2,11 @@
 
 import copy
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pydantic
 import pytest
 import yaml
 
@@ -159,7 +162,7 @@ INVALID = {
         ['training.train_steps', 'int', "'2000'"]),
     'bool_for_train_steps': (
         _set('training', 'train_steps', True),
-        ['training.train_steps', 'must be a number']),
+        ['training.train_steps', 'must be an integer', 'got True']),
     'bool_for_learning_rate': (
         _set('training', 'learning_rate', False),
         ['training.learning_rate', 'must be a number']),
@@ -268,3 +271,167 @@ def test_a_missing_file_is_rejected_with_its_path(tmp_path):
     load_config(str(path))
   assert str(error.value).startswith(f'{path}: ')
 
+
+
+LOCAL_ONLY_INVALID = {
+    # name: (change, fragments the message must hold)
+    'parquet_without_root': (
+        _set('data', 'root', ''), ['data.root', 'parquet']),
+    'cross_of_a_numeric_feature': (
+        _set('features', 'crosses', [['dtcs', 'mileage_km']]),
+        ['features.crosses[0]', "'mileage_km'"]),
+    'cross_of_one_feature': (
+        _set('features', 'crosses', [['dtcs', 'dtcs']]),
+        ['features.crosses[0]', 'pair']),
+    'cross_item_not_a_string': (
+        _set('features', 'crosses', [['dtcs', 3]]),
+        ['features.crosses[0][1]', 'string', 'got 3']),
+    'no_features_at_all': (
+        lambda raw: raw['features'].update(numeric=[], categorical=[],
+                                           multivalent=[], crosses=[]),
+        ['features: declare at least one']),
+    'string_for_a_bool': (
+        _set('tuning', 'enabled', 'yes'),
+        ['tuning.enabled', 'true or false', "'yes'"]),
+}
+
+
+@pytest.mark.parametrize('case', sorted(LOCAL_ONLY_INVALID))
+def test_more_invalid_local_configurations_name_file_and_key(tmp_path,
+                                                             local_raw, case):
+  change, fragments = LOCAL_ONLY_INVALID[case]
+  _expect_error(tmp_path, _modified(local_raw, change), *fragments)
+
+
+def test_a_loaded_configuration_cannot_be_changed_in_place():
+  config = load_config(str(LOCAL_YAML))
+
+  with pytest.raises(pydantic.ValidationError, match='frozen'):
+    config.training.train_steps = 1
+  changed = config.model_copy(update={'training': config.training.model_copy(
+      update={'train_steps': 1})})
+  assert (changed.training.train_steps, config.training.train_steps) == (
+      1, 2000)
+
+
+# --- configs/vertex.yaml -------------------------------------------------------
+
+VERTEX_YAML = PROJECT_ROOT / 'configs' / 'vertex.yaml'
+
+
+@pytest.fixture(scope='module')
+def vertex_raw() -> dict:
+  """configs/vertex.yaml as written, its base made absolute so that a copy
+  in a temporary directory still finds configs/local.yaml."""
+  with open(VERTEX_YAML, encoding='utf-8') as f:
+    raw = yaml.safe_load(f)
+  raw['base'] = str(LOCAL_YAML)
+  return raw
+
+
+def test_vertex_yaml_is_local_yaml_plus_the_google_cloud_keys():
+  config = load_config(str(VERTEX_YAML))
+
+  assert config.data.format == 'bigquery'
+  assert config.data.table == 'my-gcp-project.repairml.sessions'
+  assert config.features == load_config(str(LOCAL_YAML)).features
+  assert config.paths.pipeline_root == (
+      'gs://my-gcp-project-repairml/pipeline-root')
+  assert config.beam_args == []
+  assert config.vertex.tuner.parallel_trials == 3
+  assert config.vertex.trainer.parallel_trials == 1  # the default
+  assert config.vertex.endpoint.max_replica_count == 3
+  assert config.vertex.endpoint.keep_deployed == 2  # the default
+
+
+def _in_data(**values):
+  return lambda raw: raw['data'].update(values)
+
+
+def _in_vertex(*section, **values):
+  def change(raw):
+    target = raw['vertex']
+    for name in section:
+      target = target[name]
+    target.update(values)
+  return change
+
+
+VERTEX_INVALID = {
+    # name: (change, fragments the message must hold)
+    'table_without_project': (
+        _in_data(table='repairml.sessions'),
+        ['data.table', "'repairml.sessions'", 'project.dataset.table']),
+    'no_table': (_in_data(table=''), ['data.table', 'project.dataset.table']),
+    'car_model_that_would_end_the_literal': (
+        _in_data(car_model="x' OR '1'='1"), ['data.car_model', 'not allowed']),
+    'date_that_is_no_date': (
+        _in_data(date_from='01/02/2026'), ['data.date_from', 'YYYY-MM-DD']),
+    'date_range_that_ends_before_it_starts': (
+        _in_data(date_from='2026-02-02', date_to='2026-02-01'),
+        ['data.date_from', '2026-02-01', 'empty']),
+    'id_column_that_is_no_column_name': (
+        _in_data(id_column='session id'), ['data.id_column', "'session id'"]),
+    'feature_that_is_no_column_name': (
+        lambda raw: raw.update(features={'numeric': ['build_year',
+                                                     'fuel trim']}),
+        ['features.numeric[1]', "'fuel trim'", 'column name']),
+    'features_that_differ_only_in_case': (
+        lambda raw: raw.update(features={'categorical': [
+            'car_model', 'engine_type', 'country', 'Country']}),
+        ['features.categorical[3]', "'Country'", 'case']),
+    'sessions_from_parquet': (
+        _in_data(format='parquet'), ['data.format', 'bigquery']),
+    'local_pipeline_root': (
+        lambda raw: raw['paths'].update(pipeline_root='runs/pipeline'),
+        ['paths.pipeline_root', 'gs://', "'runs/pipeline'"]),
+    'local_dataflow_temp_location': (
+        _in_vertex('dataflow', temp_location='/tmp/dataflow'),
+        ['vertex.dataflow.temp_location', 'gs://']),
+    'tagged_image': (
+        lambda raw: raw['vertex'].update(image=raw['vertex']['image'] + ':v1'),
+        ['vertex.image', 'tag']),
+    'empty_project': (_in_vertex(project=''),
+                      ['vertex.project', 'must not be empty']),
+    'missing_dataflow': (
+        lambda raw: raw['vertex'].pop('dataflow'),
+        ['vertex.dataflow: required key is missing']),
+    'zero_parallel_trials': (
+        _in_vertex('tuner', parallel_trials=0),
+        ['vertex.tuner.parallel_trials', 'positive']),
+    'traffic_above_everything': (
+        _in_vertex('endpoint', traffic_percentage=101),
+        ['vertex.endpoint.traffic_percentage', '[0, 100]', '101']),
+    'fewer_max_than_min_replicas': (
+        _in_vertex('endpoint', min_replica_count=3, max_replica_count=2),
+        ['vertex.endpoint.max_replica_count', 'min_replica_count']),
+    'zero_deployed_versions_kept': (
+        _in_vertex('endpoint', keep_deployed=0),
+        ['vertex.endpoint.keep_deployed', 'positive', 'got 0']),
+    'typo_in_endpoint_key': (
+        _in_vertex('endpoint', traffic=10),
+        ['vertex.endpoint.traffic: unknown key', 'keep_deployed',
+         'traffic_percentage']),
+    'vertex_not_a_mapping': (
+        lambda raw: raw.update(vertex='europe-west4'),
+        ['vertex', 'mapping', "'europe-west4'"]),
+}
+
+
+@pytest.mark.parametrize('case', sorted(VERTEX_INVALID))
+def test_invalid_vertex_configuration_names_file_and_key(tmp_path, vertex_raw,
+                                                         case):
+  change, fragments = VERTEX_INVALID[case]
+  _expect_error(tmp_path, _modified(vertex_raw, change), *fragments)
+
+
+def test_loading_a_configuration_imports_no_production_or_tensorflow_code():
+  loaded = subprocess.run(
+      [sys.executable, '-c',
+       'import sys; from pipeline.config import load_config; '
+       f'load_config({str(VERTEX_YAML)!r}); '
+       'print(sorted(m for m in sys.modules if m.split(".")[0] in '
+       '("tfx", "tensorflow", "keras") or m.startswith("pipeline.production")))'],
+      cwd=PROJECT_ROOT, check=True, capture_output=True, text=True)
+
+  assert loaded.stdout.strip() == '[]'

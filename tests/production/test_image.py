@@ -266,6 +266,21 @@ def test_build_context_leaves_out_local_state(path):
   assert is_excluded(path, dockerignore())
 
 
+def test_the_benchmarks_are_neither_installed_nor_in_the_build_context():
+  # Nothing in production runs them; `repairml bench quality` runs them from
+  # a checkout (cli.py) and says so when they are absent, as in the image.
+  setup = setup_py_arguments()
+  instructions, patterns = dockerfile(), dockerignore()
+
+  assert 'preprocessing' in setup['packages']  # The setup.py reading works.
+  assert [p for p in setup['packages'] if p.split('.')[0] == 'benchmarks'] == []
+  assert not any(source.split('/')[0] == 'benchmarks'
+                 for source in copy_sources(instructions))
+  for path in ['benchmarks/__init__.py', 'benchmarks/quality.py']:
+    assert (REPO / path).exists(), path
+    assert is_excluded(path, patterns), path
+
+
 def test_build_imports_the_user_code_the_pipeline_names():
   tree = ast.parse((REPO / 'pipeline' / 'pipeline.py').read_text())
   named = [node.value.value for node in tree.body
