@@ -23,9 +23,6 @@ from pipeline.components.evaluator import Evaluator
 from pipeline.config import Config
 from pipeline.platform import platform_for
 
-PREPROCESSING_FN = f'{settings.TRANSFORM_MODULE}.preprocessing_fn'
-RUN_FN = f'{settings.TRAINER_MODULE}.run_fn'
-TUNER_FN = f'{settings.TUNER_MODULE}.tuner_fn'
 DATA_GATE_MODULE = 'pipeline.components.data_gate'
 EVALUATOR_MODULES = ('pipeline.components.evaluator',
                      'pipeline.multilabel_metrics')
@@ -62,7 +59,7 @@ def create_pipeline(
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'],
       schema=curated_schema.outputs['schema'],
-      preprocessing_fn=PREPROCESSING_FN,
+      preprocessing_fn=settings.PREPROCESSING_FN,
       custom_config=settings.transform_settings(config),
       disable_statistics=True)
   # Nothing is trained on data the gate stopped.
@@ -72,14 +69,14 @@ def create_pipeline(
   tuner = None
   if config.tuning.enabled:
     tuner = platform.tuner(
-        tuner_fn=TUNER_FN,
+        tuner_fn=settings.TUNER_FN,
         examples=transform.outputs['transformed_examples'],
         transform_graph=transform.outputs['transform_graph'],
         train_args=tfx.proto.TrainArgs(num_steps=config.tuning.steps_per_trial),
         eval_args=tfx.proto.EvalArgs(num_steps=training.eval_steps))
 
   trainer = platform.trainer(
-      run_fn=RUN_FN,
+      run_fn=settings.RUN_FN,
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
       hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,

@@ -12,10 +12,14 @@ from typing import Any, Dict
 from pipeline.code_version import code_version
 from pipeline.config import Config
 
-# The modules each component runs; code_version follows their imports.
-TRANSFORM_MODULE = 'preprocessing.transform'
-TUNER_MODULE = 'models.tuning'
-TRAINER_MODULE = 'models.training'
+# The user code Transform, Tuner and Trainer run, and its modules, whose
+# imports code_version follows.
+PREPROCESSING_FN = 'preprocessing.transform.preprocessing_fn'
+TUNER_FN = 'models.tuning.tuner_fn'
+RUN_FN = 'models.training.run_fn'
+TRANSFORM_MODULE = PREPROCESSING_FN.rpartition('.')[0]
+TUNER_MODULE = TUNER_FN.rpartition('.')[0]
+TRAINER_MODULE = RUN_FN.rpartition('.')[0]
 
 
 def transform_settings(config: Config) -> Dict[str, Any]:

@@ -42,7 +42,7 @@ def test_transform_settings_of_local_yaml_are_exactly_this_json():
       'features': FEATURES,
       'label_column': 'repair_labels',
       'label_vocabulary': _label_vocabulary(),
-      'code_version': settings.code_version(settings.TRANSFORM_CODE),
+      'code_version': settings.code_version(settings.TRANSFORM_MODULE),
   }
 
   actual = settings.transform_settings(load_config(str(LOCAL_YAML)))
@@ -57,7 +57,7 @@ def test_model_settings_of_local_yaml_are_exactly_this_json():
       'label_column': 'repair_labels',
       'label_vocabulary': _label_vocabulary(),
       # The transform settings' key, with the model code's hash.
-      'code_version': settings.code_version(settings.MODEL_CODE),
+      'code_version': settings.code_version(settings.TRAINER_MODULE),
       'training': TRAINING,
       'tuning': TUNING,
   }

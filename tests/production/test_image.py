@@ -282,7 +282,7 @@ def test_the_benchmarks_are_neither_installed_nor_in_the_build_context():
 
 
 def test_build_imports_the_user_code_the_pipeline_names():
-  tree = ast.parse((REPO / 'pipeline' / 'pipeline.py').read_text())
+  tree = ast.parse((REPO / 'pipeline' / 'settings.py').read_text())
   named = [node.value.value for node in tree.body
            if isinstance(node, ast.Assign)
            and isinstance(node.value, ast.Constant)
@@ -292,7 +292,7 @@ def test_build_imports_the_user_code_the_pipeline_names():
     for match in re.finditer(r'python -c "import ([\w., ]+)"', run):
       smoke_imports.update(m.strip() for m in match.group(1).split(','))
 
-  assert named, 'pipeline/pipeline.py names no *_FN user code.'
+  assert named, 'pipeline/settings.py names no *_FN user code.'
   for function_path in named:
     assert function_path.rpartition('.')[0] in smoke_imports, function_path
 
