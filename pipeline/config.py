@@ -152,6 +152,9 @@ class Endpoint:
   max_replica_count: int = 2
   # The new version's share of the endpoint's traffic: a canary below 100.
   traffic_percentage: int = 10
+  # Versions of the Model left deployed after a push; older ones are
+  # undeployed (the default version stays while keep_deployed > 1).
+  keep_deployed: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -445,6 +448,7 @@ def _check_vertex(config: Config, fail) -> None:
          f'{endpoint.traffic_percentage}.')
   _positive(fail, 'vertex.endpoint.min_replica_count',
             endpoint.min_replica_count)
+  _positive(fail, 'vertex.endpoint.keep_deployed', endpoint.keep_deployed)
   if endpoint.max_replica_count < endpoint.min_replica_count:
     fail('vertex.endpoint.max_replica_count',
          'must be at least min_replica_count.')

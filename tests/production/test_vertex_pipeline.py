@@ -13,7 +13,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import kubeflow_runner
-from pipeline.config import load_config
+from pipeline.config import ConfigError, load_config
 from pipeline.production import submission, vertex
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -205,11 +205,24 @@ def test_pusher_adds_a_version_to_one_model_and_deploys_a_canary(spec):
   assert serving['model_display_name'] == 'repairml'
   assert serving['endpoint_display_name'] == 'repairml'
   assert serving['traffic_percentage'] == 10
+  assert serving['keep_deployed'] == 2
   assert serving['pipeline_name'] == 'repairml'
   assert re.fullmatch(r'[0-9a-f]{16}', serving['code_version'])
   executor = spec.deployment_spec['executors']['Pusher_executor']
   assert ('pipeline.production.vertex_pusher.Executor' in
           executor['container']['args'])
+
+
+@pytest.mark.parametrize('keep_deployed', [0, -1])
+def test_keep_deployed_must_be_positive(tmp_path, keep_deployed):
+  config = tmp_path / 'vertex.yaml'
+  config.write_text(f'base: {VERTEX_CONFIG}\nvertex:\n  endpoint:\n'
+                    f'    keep_deployed: {keep_deployed}\n', encoding='utf-8')
+
+  with pytest.raises(ConfigError, match=(
+      rf'vertex\.endpoint\.keep_deployed: must be a positive number, got '
+      rf'{keep_deployed}')):
+    load_config(str(config))
 
 
 def test_the_curated_schema_is_read_from_the_component_image(spec):
