@@ -36,3 +36,13 @@ def test_submit_compiles_and_submits_unless_told_to_schedule(monkeypatch):
 def test_compile_does_not_send_anything(capsys):
   assert cli.main(['compile', '--submit']) == 2
   assert 'repairml submit' in capsys.readouterr().err
+
+
+def test_promote_runs_the_promotion_with_its_arguments(monkeypatch):
+  from pipeline.production import promotion  # pylint: disable=g-import-not-at-top
+  calls = []
+  monkeypatch.setattr(promotion, 'main', lambda argv: calls.append(argv) or 0)
+
+  assert cli.main(['promote', '--config', 'c.yaml', '--version', '3']) == 0
+
+  assert calls == [['--config', 'c.yaml', '--version', '3']]
