@@ -278,6 +278,18 @@ def test_an_unsafe_car_model_is_refused_before_compiling(tmp_path, capsys):
   assert not output.exists()
 
 
+def test_a_bad_cron_is_refused_before_compiling(tmp_path, capsys):
+  output = tmp_path / 'pipeline.json'
+  assert kubeflow_runner.main([
+      '--config', VERTEX_CONFIG, '--output', str(output), '--image-tag', TAG,
+      '--schedule', '5-1 * * * *']) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("repairml: --schedule '5-1 * * * *': the minute "
+                        "'5-1' is a range from high to low")
+  assert err.count('\n') == 1 and 'Traceback' not in err
+  assert not output.exists()
+
+
 class _Args:
   """The parsed command line of a submission."""
 
@@ -351,6 +363,26 @@ def test_schedule_creates_a_schedule_of_the_compiled_job(compiled, recorded):
   assert recorded['job'].to_dict()['runtimeConfig']['parameterValues'][
       'train_steps'] == 2000
   assert 'scheduled "0 3 * * 1"' in terminal.getvalue()
+
+
+def test_scheduling_again_says_it_updated_the_schedule(compiled, recorded,
+                                                       monkeypatch):
+  import io  # pylint: disable=g-import-not-at-top
+  names = []
+  monkeypatch.setattr(
+      submission, 'schedule',
+      lambda job, cron, display_name, service_account: (
+          names.append(display_name) or submission.Submission(
+              'projects/p/schedules/s', 'https://console/s', created=False)))
+  terminal = io.StringIO()
+
+  _send(compiled, _Args(schedule='0 3 * * 1'), terminal)
+
+  # The display name, which identifies the schedule, is the same every time.
+  assert names == ['repairml schedule']
+  assert terminal.getvalue().startswith(
+      'scheduled "0 3 * * 1" (updated the schedule "repairml schedule"): '
+      'projects/p/schedules/s')
 
 
 def test_kfp_host_starts_a_run_on_the_kubeflow_cluster(compiled, monkeypatch):
