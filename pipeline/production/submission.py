@@ -54,7 +54,7 @@ PROJECT_ROOT = os.path.dirname(
 CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platform'
 CONSOLE = 'https://console.cloud.google.com/vertex-ai/locations'
 
-# Google Cloud resource and label rules, as the APIs enforce them.
+# Google Cloud resource rules, as the APIs enforce them.
 _PROJECT_ID = re.compile(
     r'^(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0-9]+$')
 _EMAIL = re.compile(r'^[^@\s]+@[^@\s]+\.[a-z]+$')
