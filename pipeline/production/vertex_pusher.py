@@ -375,17 +375,25 @@ def push(registry: VertexModelRegistry, settings: PushSettings,
                  'deploying it again.', version.versioned_name,
                  endpoint.resource_name, deployment.id)
 
-  endpoint = _undeploy_beyond(registry, endpoint, version, deployment.id,
-                              args.keep_deployed)
-  share = endpoint.share(deployment.id)
-  if share == 100 and not version.is_default:
-    version = registry.make_default(version)
-    logging.info('%s serves all traffic, so it is now the default version.',
-                 version.versioned_name)
-  if PUSH_STATE_LABEL in version.labels:
-    # An earlier, failed push of this model left the mark; it is pushed now.
-    version = registry.set_labels(version, {
-        k: v for k, v in version.labels.items() if k != PUSH_STATE_LABEL})
+  try:
+    endpoint = _undeploy_beyond(registry, endpoint, version, deployment.id,
+                                args.keep_deployed)
+    share = endpoint.share(deployment.id)
+    if share == 100 and not version.is_default:
+      version = registry.make_default(version)
+      logging.info('%s serves all traffic, so it is now the default version.',
+                   version.versioned_name)
+    if PUSH_STATE_LABEL in version.labels:
+      # An earlier, failed push of this model left the mark; it is pushed now.
+      version = registry.set_labels(version, {
+          k: v for k, v in version.labels.items() if k != PUSH_STATE_LABEL})
+  except VertexError as error:
+    # The version serves now, so it stays; a retry finds it and finishes.
+    raise PushError(
+        f'{error} {version.versioned_name} is deployed on '
+        f'{endpoint.resource_name} as {deployment.id}, but the push did not '
+        'finish: run the pipeline again, which reuses the deployment and '
+        'finishes it.') from error
   return PushResult(version, endpoint.resource_name, deployment.id, share,
                     uploaded)
 

@@ -756,6 +756,33 @@ def test_keep_deployed_one_replaces_the_serving_version(vertex):
   assert pushed.get_int_custom_property('traffic_percentage') == 100
 
 
+def test_a_failure_after_the_deploy_keeps_the_deployment_for_a_retry(vertex):
+  model_name, endpoint_name, serving = _serving_endpoint(vertex)
+  vertex.fail['undeploy_model'] = api_exceptions.ServiceUnavailable(
+      'Try again later')
+
+  with pytest.raises(PushError) as raised:
+    _push(_config(keep_deployed=1))
+
+  message = str(raised.value)
+  assert message.startswith(f'Vertex AI failed undeploying {serving} from '
+                            f'{endpoint_name}')
+  assert (f'{model_name}@2 is deployed on {endpoint_name} as ') in message
+  assert message.endswith('but the push did not finish: run the pipeline '
+                          'again, which reuses the deployment and finishes '
+                          'it.')
+  assert not vertex.calls('delete_model_version')
+  del vertex.fail['undeploy_model']
+  vertex.requests.clear()
+
+  pushed = _push(_config(keep_deployed=1))
+
+  assert not vertex.calls('upload_model') and not vertex.calls('deploy_model')
+  new = pushed.get_string_custom_property('deployed_model_id')
+  assert vertex.deployed(endpoint_name) == [(new, '2')]
+  assert vertex.default_version(model_name) == '2'
+
+
 @pytest.mark.parametrize('split, removed, expected', [
     ({'a': 81, 'b': 9, 'n': 10}, ['b'], {'a': 90, 'n': 10}),
     ({'a': 45, 'b': 45, 'c': 0, 'n': 10}, ['c'], {'a': 45, 'b': 45, 'n': 10}),
