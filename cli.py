@@ -9,6 +9,7 @@
   repairml compile [--config configs/vertex.yaml] [--output PATH] [--image-tag TAG]
   repairml submit [--config configs/vertex.yaml] [--schedule CRON | --kfp-host URL]
                   [--car-model M] [--date-from D] [--date-to D] [--train-steps N]
+  repairml promote [--config configs/vertex.yaml] [--version ID]
 """
 
 import os
@@ -27,6 +28,8 @@ COMMANDS = {
     ('predict',): 'batch prediction: a Beam job over a set of sessions',
     ('compile',): 'compile the pipeline for Vertex AI Pipelines or Kubeflow',
     ('submit',): 'compile, then run or schedule it on Vertex AI (or Kubeflow)',
+    ('promote',): 'make a canary the default version, with all of the '
+                  'endpoint\'s traffic',
 }
 
 # The options of kubeflow_runner.py that send the compiled pipeline somewhere.
@@ -112,6 +115,9 @@ def main(argv: Optional[List[str]] = None) -> int:
       if words == ('predict',):
         from serving import batch  # pylint: disable=g-import-not-at-top
         return batch.main(rest)
+      if words == ('promote',):
+        from pipeline.production import promotion  # pylint: disable=g-import-not-at-top
+        return promotion.main(rest)
       import kubeflow_runner  # pylint: disable=g-import-not-at-top
       if words == ('compile',):
         if any(a.split('=')[0] in SEND_OPTIONS for a in rest):

@@ -5,6 +5,7 @@
       [--car-model NAME] [--date-from YYYY-MM-DD] [--date-to YYYY-MM-DD] \\
       [--train-steps N] [--no-cache]
   python kubeflow_runner.py --config configs/vertex.yaml --schedule "0 3 * * 1"
+      (again: updates that schedule)
   python kubeflow_runner.py --config configs/vertex.yaml --kfp-host URL
 
 (the same as `repairml compile` and `repairml submit`). Compiling is
@@ -76,10 +77,20 @@ def parameter_values(config, args) -> Dict[str, object]:
       date_to=args.date_to, train_steps=args.train_steps)
 
 
+def check_schedule(cron: str) -> None:
+  """ConfigError unless Vertex AI can run the cron string of --schedule."""
+  from pipeline.production import submission  # pylint: disable=g-import-not-at-top
+  try:
+    submission.check_cron(cron)
+  except ValueError as e:
+    raise ConfigError(f'--schedule {e}') from None
+
+
 def send(config, args, values, template: str, image: str, terminal) -> None:
   """Submits or schedules the compiled template; prints where to see it."""
   # pylint: disable=g-import-not-at-top
   from pipeline.production import submission
+  from pipeline.production.labels import label_value
   # pylint: enable=g-import-not-at-top
   caching = config.vertex.enable_caching and not args.no_cache
   if args.kfp_host:
@@ -89,21 +100,24 @@ def send(config, args, values, template: str, image: str, terminal) -> None:
                    f'  {created.url}\n')
     return
   vertex = config.vertex
-  target = submission.VertexTarget(vertex.project, vertex.region,
-                                   vertex.service_account,
-                                   config.paths.pipeline_root)
+  target = submission.VertexTarget(
+      project=vertex.project, region=vertex.region,
+      service_account=vertex.service_account,
+      pipeline_root=config.paths.pipeline_root)
   labels = {**submission.git_labels(),
-            'image-tag': submission.label_value(image.rsplit(':', 1)[-1])}
+            'image-tag': label_value(image.rsplit(':', 1)[-1])}
   job_id = '{}-{}'.format(config.pipeline_name,
                           datetime.datetime.now().strftime('%Y%m%d-%H%M%S'))
   job = submission.pipeline_job(template, target, values, caching, labels,
                                 job_id=job_id)
   submission.check_images(job)
   if args.schedule:
-    created = submission.schedule(job, args.schedule,
-                                  f'{config.pipeline_name} schedule',
+    # The display name is the schedule's identity: scheduling again updates it.
+    name = f'{config.pipeline_name} schedule'
+    created = submission.schedule(job, args.schedule, name,
                                   vertex.service_account)
-    terminal.write(f'scheduled "{args.schedule}": {created.name}\n'
+    how = '' if created.created else f' (updated the schedule "{name}")'
+    terminal.write(f'scheduled "{args.schedule}"{how}: {created.name}\n'
                    f'  {created.url}\n')
   else:
     created = submission.submit(job, vertex.service_account)
@@ -151,6 +165,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     sending = args.submit or args.schedule or args.kfp_host
     # Checked before compiling: a bad value fails in a second, not a minute.
     values = parameter_values(config, args) if sending else {}
+    if args.schedule:
+      check_schedule(args.schedule)
   except ConfigError as e:
     print(f'repairml: {e}', file=sys.stderr)
     return USAGE_ERROR

@@ -234,7 +234,8 @@ class Endpoint(_Section):
   max_replica_count: int = 2
   # The new version's share of the endpoint's traffic: a canary below 100.
   traffic_percentage: int = Field(10, ge=0, le=100)
-  # How many model versions the Vertex Pusher keeps deployed on the endpoint.
+  # Versions of the Model left deployed after a push; older ones are
+  # undeployed (the default version stays while keep_deployed > 1).
   keep_deployed: int = Field(2, gt=0)
 
   @model_validator(mode='after')

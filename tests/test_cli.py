@@ -71,3 +71,13 @@ def test_bench_quality_imports_the_benchmarks_of_the_checkout(tmp_path):
 
   assert found.stdout.strip() == str(Path(checkout) / 'benchmarks' /
                                      'quality.py')
+
+
+def test_promote_runs_the_promotion_with_its_arguments(monkeypatch):
+  from pipeline.production import promotion  # pylint: disable=g-import-not-at-top
+  calls = []
+  monkeypatch.setattr(promotion, 'main', lambda argv: calls.append(argv) or 0)
+
+  assert cli.main(['promote', '--config', 'c.yaml', '--version', '3']) == 0
+
+  assert calls == [['--config', 'c.yaml', '--version', '3']]

@@ -4,8 +4,13 @@ schedule, or a run on a Kubeflow Pipelines cluster.
 The input is the pipeline-job JSON that KubeflowV2DagRunner writes. Whatever can
 be checked before a request leaves this machine (the target, the template, the
 parameters, the labels, the cron string, the container images) is checked
-first. Every failure of Google Cloud or KFP reaches the user as one
+first: the settings by strict pydantic models (validation.py), the cron string
+by croniter. Every failure of Google Cloud or KFP reaches the user as one
 SubmissionError that says what failed and what to do, never as a stack trace.
+
+A schedule is kept by its display name: scheduling again updates the one
+schedule of that name (its cron string and the job it starts) instead of
+adding a second one.
 """
 
 import contextlib
@@ -19,7 +24,7 @@ import subprocess
 import tempfile
 import warnings
 import zoneinfo
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Annotated, Any, Dict, Iterator, List, Mapping, Optional
 
 # google.api_core warns on every import that Python 3.10 is unsupported. The
 # warning is harmless here (see PLATFORM.md) and would flood the CLI output.
@@ -29,37 +34,48 @@ warnings.filterwarnings(
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import google.auth
+import pydantic
 import requests
+from croniter import CroniterError, croniter
 from google.api_core import exceptions as api_exceptions
 from google.auth import credentials as auth_credentials
 from google.auth import exceptions as auth_exceptions
 from google.auth.transport import requests as auth_requests
 from google.cloud import aiplatform
 from google.cloud.aiplatform.constants import base as aiplatform_constants
+from google.protobuf import field_mask_pb2
+from pydantic import AfterValidator, BaseModel, Field
+
+from pipeline.production.labels import Labels, label_value
+from pipeline.production.validation import STRICT, problem, validated
 
 PROJECT_ROOT = os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platform'
 CONSOLE = 'https://console.cloud.google.com/vertex-ai/locations'
 
-# Google Cloud resource and label rules, as the APIs enforce them.
+# Google Cloud resource rules, as the APIs enforce them.
 _PROJECT_ID = re.compile(
     r'^(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0-9]+$')
 _EMAIL = re.compile(r'^[^@\s]+@[^@\s]+\.[a-z]+$')
-_JOB_ID = re.compile(r'^[a-z][-a-z0-9]{0,127}$')
-_LABEL_KEY = re.compile(r'^[a-z][a-z0-9_-]{0,62}$')
-_LABEL_VALUE = re.compile(r'^[a-z0-9_-]{0,63}$')
-_NOT_LABEL_CHARACTERS = re.compile(r'[^a-z0-9_-]+')
-_MAX_LABELS = 64
+_JOB_ID = re.compile(r'[a-z][-a-z0-9]{0,127}')
 
-# Cron fields in order, with the values each may take. Months and weekdays may
-# also be named (JAN, MON); 7 is Sunday, as in Vertex AI's cron dialect.
-_CRON_FIELDS = (('minute', 0, 59), ('hour', 0, 23), ('day of month', 1, 31),
-                ('month', 1, 12), ('day of week', 0, 7))
-_CRON_NAMES = re.compile(
-    r'^(JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC|'
-    r'SUN|MON|TUE|WED|THU|FRI|SAT)$', re.IGNORECASE)
+# The five fields of Vertex AI's (unix) cron strings, and the values each
+# takes; 7 is Sunday too.
+_CRON_FIELDS = (('minute', 'minutes are 0-59'), ('hour', 'hours are 0-23'),
+                ('day of month', 'days of the month are 1-31'),
+                ('month', 'months are 1-12 or JAN-DEC'),
+                ('day of week', 'days of the week are 0-7 or SUN-SAT (0 and 7 '
+                 'are Sunday)'))
+# croniter also reads Quartz and Jenkins extensions (L, W, #, ?, H, R) that
+# unix cron has not: each comma-separated part must be *, a value or a range
+# of values, with an optional /step. Which values and names fit which field
+# is croniter's to say.
+_CRON_VALUE = r'([0-9]+|[A-Za-z]{3})'  # a number, or a name such as JAN, MON
+_CRON_PART = re.compile(rf'(\*|{_CRON_VALUE}(-{_CRON_VALUE})?)(/[0-9]+)?')
 _CRON_TIMEZONE = re.compile(r'^(?:CRON_TZ|TZ)=(\S+)\s+(.*)$')
+_CRON_EXAMPLE = ('e.g. "0 3 * * MON" runs at 03:00 UTC every Monday, '
+                 '"TZ=Europe/Berlin 0 3 * * *" at 03:00 Berlin time daily')
 
 # Registries that accept the Google credentials that submit the job.
 _GOOGLE_REGISTRY = re.compile(
@@ -81,31 +97,165 @@ class SubmissionError(Exception):
   """A submission failed or would fail; the message says what and what to do."""
 
 
-@dataclasses.dataclass(frozen=True)
-class VertexTarget:
-  """Where and as whom pipeline jobs run on Vertex AI; checked when built."""
-  project: str             # project ID, e.g. repairml-prod
-  region: str              # Vertex AI region, e.g. europe-west4
-  service_account: str     # email of the account the pipeline's steps run as
-  pipeline_root: str       # gs://BUCKET/PATH for the pipeline's artifacts
+def _project_id(value: str) -> str:
+  if not _PROJECT_ID.match(value):
+    raise ValueError(
+        f'{value!r} is not a Google Cloud project ID: use the ID that `gcloud '
+        'projects list` shows (6 to 30 lowercase letters, digits and '
+        'hyphens), not the project name')
+  return value
 
-  def __post_init__(self):
-    if not _PROJECT_ID.match(self.project or ''):
-      raise SubmissionError(
-          f'Vertex target: project {self.project!r} is not a Google Cloud '
-          'project ID: use the ID that `gcloud projects list` shows (6 to 30 '
-          'lowercase letters, digits and hyphens), not the project name')
-    if self.region not in aiplatform_constants.SUPPORTED_REGIONS:
-      raise SubmissionError(
-          f'Vertex target: region {self.region!r} is not a Vertex AI region: '
-          'use one of ' +
-          ', '.join(sorted(aiplatform_constants.SUPPORTED_REGIONS)))
-    _check_service_account(self.service_account, 'Vertex target: ')
-    if not re.match(r'^gs://[^/]+', self.pipeline_root or ''):
-      raise SubmissionError(
-          f'Vertex target: pipeline root {self.pipeline_root!r} is not a '
-          'Cloud Storage path: use gs://BUCKET/PATH, where Vertex AI will '
-          'write the artifacts of every run')
+
+def _region(value: str) -> str:
+  if value not in aiplatform_constants.SUPPORTED_REGIONS:
+    raise ValueError(
+        f'{value!r} is not a Vertex AI region: use one of ' +
+        ', '.join(sorted(aiplatform_constants.SUPPORTED_REGIONS)))
+  return value
+
+
+def _email(value: str) -> str:
+  if not _EMAIL.match(value):
+    raise ValueError(
+        f'{value!r} is not an email address: use the email of the account '
+        'the pipeline runs as, e.g. pipelines@PROJECT.iam.gserviceaccount.com')
+  return value
+
+
+def _cloud_storage_path(value: str) -> str:
+  if not re.match(r'^gs://[^/]+', value):
+    raise ValueError(
+        f'{value!r} is not a Cloud Storage path: use gs://BUCKET/PATH, where '
+        'Vertex AI will write the artifacts of every run')
+  return value
+
+
+def _job_id(value: str) -> str:
+  if not _JOB_ID.fullmatch(value):
+    raise ValueError(
+        f'{value!r} is not a valid Vertex AI job id: use at most 128 '
+        'lowercase letters, digits and hyphens, starting with a letter')
+  return value
+
+
+ServiceAccount = Annotated[str, AfterValidator(_email)]
+_SERVICE_ACCOUNT = pydantic.TypeAdapter(ServiceAccount)
+
+
+class VertexTarget(BaseModel):
+  """Where and as whom pipeline jobs run on Vertex AI; checked when built."""
+  model_config = STRICT
+
+  # project ID, e.g. repairml-prod
+  project: Annotated[str, AfterValidator(_project_id)] = Field(
+      description='a Google Cloud project ID')
+  # Vertex AI region, e.g. europe-west4
+  region: Annotated[str, AfterValidator(_region)] = Field(
+      description='a Vertex AI region')
+  # email of the account the pipeline's steps run as
+  service_account: ServiceAccount = Field(
+      description='the email of a service account')
+  # gs://BUCKET/PATH for the pipeline's artifacts
+  pipeline_root: Annotated[str, AfterValidator(_cloud_storage_path)] = Field(
+      description='a gs://BUCKET/PATH')
+
+  def __init__(self, **values: Any):
+    # Built in code with keywords, so the error is a SubmissionError, as
+    # every other failure of a submission.
+    try:
+      super().__init__(**values)
+    except pydantic.ValidationError as error:
+      raise SubmissionError(problem(error, 'Vertex target: ',
+                                    VertexTarget)) from None
+
+
+class _JobSettings(BaseModel):
+  """What a pipeline job carries beyond its template and parameters."""
+  model_config = STRICT
+
+  labels: Labels = Field(description='a mapping of label keys to values')
+  job_id: Optional[Annotated[str, AfterValidator(_job_id)]] = Field(
+      None, description='a Vertex AI job id')
+
+
+def check_cron(cron: str) -> str:
+  """`cron`, if Vertex AI can run it: five fields (minute hour day-of-month
+  month day-of-week), after an optional "TZ=" or "CRON_TZ=" time zone.
+
+  Raises:
+    ValueError: saying what is wrong, with an example.
+  """
+  expression = cron.strip()
+  timezone = _CRON_TIMEZONE.match(expression)
+  if timezone:
+    try:
+      zoneinfo.ZoneInfo(timezone.group(1))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+      raise ValueError(
+          f'{cron!r} has the unknown time zone {timezone.group(1)!r}: use an '
+          f'IANA name such as Europe/Berlin; {_CRON_EXAMPLE}') from error
+    expression = timezone.group(2)
+  fields = expression.split()
+  if len(fields) != len(_CRON_FIELDS):
+    raise ValueError(
+        f'{cron!r} has {len(fields)} fields, not 5: write "minute hour '
+        f'day-of-month month day-of-week"; {_CRON_EXAMPLE}')
+  for index, (name, values) in enumerate(_CRON_FIELDS):
+    wrong = _cron_field_problem(fields, index)
+    if wrong:
+      raise ValueError(
+          f'{cron!r}: the {name} {fields[index]!r} {wrong}; {values}, with '
+          f'lists (1,15), ranges (1-5) and steps (*/10); {_CRON_EXAMPLE}')
+  try:
+    # strict: also a day that none of the months has, such as 31 2.
+    croniter.expand(expression, strict=True)
+  except CroniterError as error:
+    raise ValueError(
+        f'{cron!r} never runs: none of its months has that day of the month; '
+        f'{_CRON_EXAMPLE}') from error
+  return cron
+
+
+def _cron_field_problem(fields: List[str], index: int) -> Optional[str]:
+  """What is wrong with fields[index] of a cron string, or None."""
+  text = fields[index]
+  if not all(_CRON_PART.fullmatch(part) for part in text.split(',')):
+    return 'is not *, a value or a range, with an optional /step'
+  # The field alone, every other one *, so croniter's verdict is about it.
+  alone = ' '.join(text if i == index else '*' for i in range(len(fields)))
+  try:
+    croniter.expand(alone)
+  except CroniterError:
+    return 'is not valid'
+  # croniter reads a reversed range (5-1) as one that wraps around the end of
+  # the field; unix cron, and Vertex AI, refuse it.
+  names = croniter.ALPHACONV[index]
+  for part in text.split(','):
+    low, _, high = part.split('/')[0].partition('-')
+    if high and int(names.get(low.lower(), low)) > int(
+        names.get(high.lower(), high)):
+      return 'is a range from high to low'
+  return None
+
+
+_MAX_DISPLAY_NAME_LENGTH = 128
+
+
+class _ScheduleSettings(BaseModel):
+  """A schedule's settings; the display name is the schedule's identity."""
+  model_config = STRICT
+
+  cron: Annotated[str, AfterValidator(check_cron)] = Field(
+      description='a five-field cron string such as "0 3 * * MON"')
+  # It goes into a list filter between double quotes.
+  display_name: Annotated[str, pydantic.StringConstraints(
+      pattern=r'^[^"\\]+$', max_length=_MAX_DISPLAY_NAME_LENGTH)] = Field(
+          description=f'1 to {_MAX_DISPLAY_NAME_LENGTH} characters, without '
+          'double quotes or backslashes')
+  max_concurrent_run_count: int = Field(
+      ge=1, description='an integer >= 1 (runs at a time)')
+  service_account: ServiceAccount = Field(
+      description='the email of a service account')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +263,7 @@ class Submission:
   """What was created: its resource name (or KFP run id) and where to see it."""
   name: str
   url: str
+  created: bool = True   # False: an existing schedule was updated
 
 
 def pipeline_job(template_path: str,
@@ -132,11 +283,8 @@ def pipeline_job(template_path: str,
   template = _read_template(template_path)
   _check_parameters(template, parameter_values, template_path)
   all_labels = {**template.get('labels', {}), **labels}
-  _check_labels(all_labels)
-  if job_id is not None and not _JOB_ID.match(job_id):
-    raise SubmissionError(
-        f'job id {job_id!r} is not a valid Vertex AI job id: use at most 128 '
-        'lowercase letters, digits and hyphens, starting with a letter')
+  validated(_JobSettings, {'labels': all_labels, 'job_id': job_id},
+            'pipeline job: ', SubmissionError)
   credentials = credentials or default_credentials()
   try:
     return aiplatform.PipelineJob(
@@ -170,29 +318,75 @@ def schedule(job: aiplatform.PipelineJob,
              display_name: str,
              service_account: str,
              max_concurrent_run_count: int = 1) -> Submission:
-  """Creates a Vertex AI schedule that starts `job` at every `cron` time.
+  """Makes the Vertex AI schedule `display_name` start `job` at every `cron`
+  time: creates it, or updates the one schedule of that name.
 
   `cron` has five fields (minute hour day-of-month month day-of-week) and may
   start with a time zone, as in "CRON_TZ=Europe/Amsterdam 0 3 * * *"; without
-  one, Vertex AI reads it in UTC.
+  one, Vertex AI reads it in UTC. More than one schedule of that name is an
+  error: which one to keep is the user's call.
   """
-  _check_cron(cron)
-  if not display_name or len(display_name) > 128:
+  settings = validated(
+      _ScheduleSettings,
+      dict(cron=cron, display_name=display_name,
+           max_concurrent_run_count=max_concurrent_run_count,
+           service_account=service_account),
+      'schedule: ', SubmissionError)
+  where = (job.project, job.location, service_account)
+  with _as_submission_error(f'cannot look up schedule {display_name!r} on '
+                            'Vertex AI', *where):
+    existing = aiplatform.PipelineJobSchedule.list(
+        filter=f'display_name="{display_name}"', project=job.project,
+        location=job.location, credentials=job.credentials)
+  if len(existing) > 1:
     raise SubmissionError(
-        f'schedule name {display_name!r} must have 1 to 128 characters')
-  if max_concurrent_run_count < 1:
-    raise SubmissionError(
-        f'max_concurrent_run_count is {max_concurrent_run_count}: allow at '
-        'least 1 run at a time')
-  _check_service_account(service_account)
-  action = f'cannot create schedule {display_name!r} on Vertex AI'
-  with _as_submission_error(action, job.project, job.location, service_account):
+        f'{len(existing)} Vertex AI schedules in project {job.project}, region '
+        f'{job.location} are called {display_name!r} '
+        f'({", ".join(s.resource_name for s in existing)}), so it is unclear '
+        'which one to update: delete all but one (Vertex AI > Pipelines > '
+        'Schedules), then schedule again')
+  if existing:
+    with _as_submission_error(f'cannot update schedule {display_name!r} on '
+                              'Vertex AI', *where):
+      updated = _update_schedule(existing[0], job, settings)
+    return Submission(updated.name, _console_url(updated.name), created=False)
+  with _as_submission_error(f'cannot create schedule {display_name!r} on '
+                            'Vertex AI', *where):
     created = job.create_schedule(
-        cron=cron,
-        display_name=display_name,
-        max_concurrent_run_count=max_concurrent_run_count,
-        service_account=service_account)
+        cron=settings.cron,
+        display_name=settings.display_name,
+        max_concurrent_run_count=settings.max_concurrent_run_count,
+        service_account=settings.service_account)
   return Submission(created.resource_name, _console_url(created.resource_name))
+
+
+def _update_schedule(current: aiplatform.PipelineJobSchedule,
+                     job: aiplatform.PipelineJob,
+                     settings: _ScheduleSettings):
+  """Gives the schedule `current` the cron string and the job of `settings`
+  and `job`; returns the updated Schedule resource."""
+  # PipelineJobSchedule.update() changes only when a schedule runs, not the
+  # job it starts, so the request goes through the schedule's own client.
+  # UpdateSchedule takes a new job request (what it may not change is the
+  # kind of request). The SDK builds that request as create_schedule does.
+  wanted = aiplatform.PipelineJobSchedule(
+      pipeline_job=job, display_name=settings.display_name,
+      credentials=job.credentials, project=job.project, location=job.location)
+  replacement = type(current.gca_resource)(
+      name=current.resource_name,
+      display_name=settings.display_name,
+      cron=settings.cron,
+      max_concurrent_run_count=settings.max_concurrent_run_count,
+      # The SDK keeps the schedule it has not sent in _gca_resource; the
+      # public gca_resource insists on one that exists.
+      create_pipeline_job_request=wanted._gca_resource  # pylint: disable=protected-access
+      .create_pipeline_job_request)
+  replacement.create_pipeline_job_request.pipeline_job.service_account = (
+      settings.service_account)
+  return current.api_client.update_schedule(
+      schedule=replacement,
+      update_mask=field_mask_pb2.FieldMask(paths=[
+          'cron', 'max_concurrent_run_count', 'create_pipeline_job_request']))
 
 
 def submit_to_kfp(template_path: str,
@@ -318,11 +512,6 @@ def git_labels(repo_dir: str = PROJECT_ROOT) -> Dict[str, str]:
   }
 
 
-def label_value(text: str) -> str:
-  """`text` as a Google Cloud label value: lowercase, [a-z0-9_-], <= 63 long."""
-  return _NOT_LABEL_CHARACTERS.sub('-', text.lower())[:63]
-
-
 def _read_template(template_path: str) -> Dict[str, Any]:
   """The compiled pipeline job, after checking it is one."""
   if not os.path.isfile(template_path):
@@ -376,68 +565,9 @@ def _compiled_parameter_values(template: Dict[str, Any]) -> Dict[str, Any]:
           if value}
 
 
-def _check_labels(labels: Mapping[str, str]) -> None:
-  if len(labels) > _MAX_LABELS:
-    raise SubmissionError(f'{len(labels)} labels: Google Cloud allows at most '
-                          f'{_MAX_LABELS} per job')
-  for key, value in labels.items():
-    if not isinstance(key, str) or not _LABEL_KEY.match(key):
-      raise SubmissionError(
-          f'label key {key!r} breaks Google Cloud\'s label rules: use at most '
-          '63 lowercase letters, digits, "_" and "-", starting with a letter')
-    if not isinstance(value, str) or not _LABEL_VALUE.match(value):
-      raise SubmissionError(
-          f'label {key}={value!r} breaks Google Cloud\'s label rules: pass the '
-          'value through label_value()')
-
-
-def _check_service_account(service_account: str, context: str = '') -> None:
-  if not _EMAIL.match(service_account or ''):
-    raise SubmissionError(
-        f'{context}service account {service_account!r} is not an email '
-        'address: use the email of the account the pipeline runs as, e.g. '
-        'pipelines@PROJECT.iam.gserviceaccount.com')
-
-
-def _check_cron(cron: str) -> None:
-  """Raises SubmissionError unless `cron` is a five-field cron string."""
-  expression = (cron or '').strip()
-  timezone = _CRON_TIMEZONE.match(expression)
-  if timezone:
-    try:
-      zoneinfo.ZoneInfo(timezone.group(1))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
-      raise SubmissionError(
-          f'cron {cron!r}: unknown time zone {timezone.group(1)!r}: use an '
-          'IANA name such as Europe/Amsterdam') from error
-    expression = timezone.group(2)
-  fields = expression.split()
-  if len(fields) != len(_CRON_FIELDS):
-    raise SubmissionError(
-        f'cron {cron!r} has {len(fields)} fields, not 5: write "minute hour '
-        'day-of-month month day-of-week", e.g. "0 3 * * *" for 03:00 daily')
-  for text, (name, lowest, highest) in zip(fields, _CRON_FIELDS):
-    for part in text.split(','):
-      problem = _cron_part_problem(part, lowest, highest)
-      if problem:
-        raise SubmissionError(f'cron {cron!r}: {name} {text!r} {problem}')
-
-
-def _cron_part_problem(part: str, lowest: int, highest: int) -> Optional[str]:
-  """Why one comma-separated part of a cron field is invalid, or None."""
-  match = re.match(r'^(\*|\w+(?:-\w+)?)(?:/(\d+))?$', part)
-  if not match:
-    return 'is not a number, a range, a list, a step or *'
-  if match.group(2) is not None and int(match.group(2)) == 0:
-    return 'has a step of 0'
-  if match.group(1) == '*':
-    return None
-  for value in match.group(1).split('-'):
-    if _CRON_NAMES.match(value):
-      continue
-    if not value.isdigit() or not lowest <= int(value) <= highest:
-      return f'must lie between {lowest} and {highest}'
-  return None
+def _check_service_account(service_account: Any) -> None:
+  validated(_SERVICE_ACCOUNT, service_account, 'service account ',
+            SubmissionError)
 
 
 def _manifest_url(image: str) -> str:

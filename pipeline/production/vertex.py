@@ -201,7 +201,8 @@ def trainer(config: Config, image: str, model_settings: Dict[str, Any],
 def pusher(config: Config, code_version: str,
            **inputs) -> tfx.components.Pusher:
   """Adds the blessed model as a new version of one Vertex AI Model, and
-  deploys it to the endpoint with the configured share of traffic.
+  deploys it to the endpoint with the configured share of traffic, keeping
+  `vertex.endpoint.keep_deployed` versions deployed.
 
   The custom_config keys are the Vertex Pusher extension's; its component
   class takes no custom executor, so the standard one carries ours.
@@ -217,7 +218,9 @@ def pusher(config: Config, code_version: str,
           machine_type=endpoint.machine_type,
           min_replica_count=endpoint.min_replica_count,
           max_replica_count=endpoint.max_replica_count,
-          code_version=code_version, pipeline_name=config.pipeline_name),
+          code_version=code_version,
+          keep_deployed=endpoint.keep_deployed,
+          pipeline_name=config.pipeline_name),
       custom_executor_spec=executor_spec.ExecutorClassSpec(
           vertex_pusher.Executor),
       **inputs)

@@ -1,13 +1,34 @@
-"""The Pusher executor of production runs: a blessed model becomes a new
-version of one Vertex AI Model and is deployed to an endpoint as a canary.
+"""The Pusher executor of production runs: a blessed model becomes a version
+of one Vertex AI Model and is deployed to an endpoint as a canary.
 
 TFX's own Vertex pusher uploads every model as a separate Vertex Model, with no
 labels, and sends it all of an endpoint's traffic by default. This executor
 instead adds a version to the Model that has the configured display name (or
 creates that Model, version 1, on the first push), labels the version with the
-pipeline, the pipeline run, the code version and the candidate model's artifact
-id, and deploys it next to the versions already serving with a configurable
-share of the traffic. An unblessed model is neither uploaded nor deployed.
+pipeline, the pipeline run, the code version and the candidate model, and
+deploys it next to the versions already serving with a configurable share of
+the traffic. An unblessed model is neither uploaded nor deployed.
+
+A push is safe to retry (Vertex AI Pipelines retries a failed task, and a
+cached Trainer hands the next run the same model):
+- Its identity is the label `model_uri_hash`, a digest of the gs:// URI of the
+  SavedModel. That URI names one set of files in Cloud Storage; the MLMD
+  artifact id (the label `model_artifact_id`, kept for people) does not, since
+  every metadata store counts from 1. A version that carries the identity
+  already is reused rather than uploaded again, and not deployed again if it
+  is deployed.
+- A version becomes the Model's default only when it serves all of the
+  endpoint's traffic: on a push to an empty endpoint, at 100 %, or when
+  `repairml promote` (promotion.py) makes it so. A canary stays a
+  non-default version.
+- If the deploy fails, the version this push uploaded is deleted again (or,
+  if that fails too, labelled push_state=failed) and the push fails with one
+  line saying so; the endpoint's traffic is untouched.
+- After a deploy, this Model's deployments beyond `keep_deployed` are
+  undeployed, oldest first; the new version keeps its share, and the
+  others share the traffic of those undeployed. The deployment of the
+  Model's default version (the model the canary is compared with) is kept
+  too, unless keep_deployed is 1.
 
 The component is TFX's Pusher with this executor, and with the custom_config
 that `custom_config()` below builds:
@@ -21,67 +42,56 @@ that `custom_config()` below builds:
 
 (`tfx.extensions.google_cloud_ai_platform.Pusher` takes no executor spec.)
 Every request to Google Cloud goes through the aiplatform SDK, in
-`VertexModelRegistry`.
+model_registry.py. This module runs in the component image: it imports no
+client-side code (submission.py).
 """
 
-import contextlib
 import dataclasses
 import os
 import re
-import warnings
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Annotated, Any, Dict, Literal, Mapping, Optional
 
-# google.api_core warns on every import that Python 3.10 is unsupported. The
-# warning is harmless here (see PLATFORM.md) and would flood the executor log.
-warnings.filterwarnings(
-    'ignore', message='You are using a non-supported Python version',
-    category=FutureWarning)
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import logging
-from google.api_core import exceptions as api_exceptions
-from google.cloud import aiplatform
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import model_validator
 from tfx.components.pusher import executor as pusher_executor
 from tfx.extensions.google_cloud_ai_platform import constants
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils
 
-from pipeline.production.submission import label_value
+from pipeline.production import labels as gcp_labels
+from pipeline.production.model_registry import (DEFAULT_ALIAS, EndpointState,
+                                                ModelVersion,
+                                                VertexError,
+                                                VertexModelRegistry,
+                                                traffic_without)
+from pipeline.production.validation import STRICT, validated
 
 # Keys of custom_config[SERVING_ARGS_KEY] ('ai_platform_serving_args').
 PROJECT_KEY = 'project_id'  # the key TFX's Vertex pusher reads
-MODEL_DISPLAY_NAME_KEY = 'model_display_name'
-ENDPOINT_DISPLAY_NAME_KEY = 'endpoint_display_name'
-TRAFFIC_PERCENTAGE_KEY = 'traffic_percentage'
-MACHINE_TYPE_KEY = 'machine_type'
-MIN_REPLICA_COUNT_KEY = 'min_replica_count'
-MAX_REPLICA_COUNT_KEY = 'max_replica_count'
-CODE_VERSION_KEY = 'code_version'
-IS_DEFAULT_VERSION_KEY = 'is_default_version'
-PIPELINE_NAME_KEY = 'pipeline_name'
-LABELS_KEY = 'labels'
-
-_REQUIRED_SERVING_ARGS = (PROJECT_KEY, MODEL_DISPLAY_NAME_KEY,
-                          ENDPOINT_DISPLAY_NAME_KEY, TRAFFIC_PERCENTAGE_KEY,
-                          MACHINE_TYPE_KEY, MIN_REPLICA_COUNT_KEY,
-                          MAX_REPLICA_COUNT_KEY, CODE_VERSION_KEY)
-_OPTIONAL_SERVING_ARGS = (IS_DEFAULT_VERSION_KEY, PIPELINE_NAME_KEY,
-                          LABELS_KEY)
-# Serving args of TFX's Vertex pusher that mean something else here.
-_RENAMED_SERVING_ARGS = {'project': PROJECT_KEY,
-                         'endpoint_name': ENDPOINT_DISPLAY_NAME_KEY}
+# Serving args of TFX's Vertex pusher (or of this one, once) that mean
+# something else here, and what to do instead.
+_RETIRED_SERVING_ARGS = {
+    'project': f"use '{PROJECT_KEY}' instead",
+    'endpoint_name': "use 'endpoint_display_name' instead",
+    'is_default_version': (
+        'a version becomes the default when it takes all of the endpoint\'s '
+        'traffic, or with `repairml promote`; remove the key'),
+}
 
 # The labels every pushed model version carries, when their value is known.
 PIPELINE_LABEL = 'pipeline'
 PIPELINE_RUN_LABEL = 'pipeline_run'
 CODE_VERSION_LABEL = 'code_version'
 MODEL_ARTIFACT_LABEL = 'model_artifact_id'
+# The push's identity: a digest of the model's gs:// URI (see the docstring).
+IDENTITY_LABEL = 'model_uri_hash'
+# Set on a version whose deploy failed and which could not be deleted.
+PUSH_STATE_LABEL = 'push_state'
+PUSH_FAILED = 'failed'
 _RESERVED_LABELS = (PIPELINE_LABEL, PIPELINE_RUN_LABEL, CODE_VERSION_LABEL,
-                    MODEL_ARTIFACT_LABEL)
+                    MODEL_ARTIFACT_LABEL, IDENTITY_LABEL, PUSH_STATE_LABEL)
 
-# Google Cloud's label rules, restricted to ASCII.
-_LABEL_KEY = re.compile(r'^[a-z][a-z0-9_-]{0,62}$')
-_MAX_LABELS = 64
 _MAX_DISPLAY_NAME_LENGTH = 128
 
 # Vertex AI Pipelines runs a TFX executor through KubeflowV2's container
@@ -96,22 +106,97 @@ class PushConfigError(ValueError):
   """The Pusher's custom_config is wrong; the message names the key."""
 
 
-@dataclasses.dataclass(frozen=True)
-class PushSettings:
-  """What a push needs, read and checked from the Pusher's custom_config."""
-  project: str
-  region: str
-  serving_image: str
-  model_display_name: str
-  endpoint_display_name: str
-  traffic_percentage: int
-  machine_type: str
-  min_replica_count: int
-  max_replica_count: int
-  code_version: str
-  is_default_version: bool = True
-  pipeline_name: str = ''
-  labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+class PushError(RuntimeError):
+  """A push failed; the message says what failed and what was left behind."""
+
+
+# Rust's regex engine (pydantic's) has no look-ahead: "not blank" is
+# "has a character that is not a space".
+_NonBlank = StringConstraints(pattern=r'\S')
+_TEXT = 'a non-empty string'
+# The display name goes into a list filter between double quotes.
+_DisplayName = Annotated[str, StringConstraints(
+    pattern=r'^[^"\\]*[^"\\\s][^"\\]*$', max_length=_MAX_DISPLAY_NAME_LENGTH)]
+_DISPLAY_NAME = (f'a non-empty string of at most {_MAX_DISPLAY_NAME_LENGTH} '
+                 'characters, without double quotes or backslashes')
+
+
+class ServingArgs(BaseModel):
+  """custom_config['ai_platform_serving_args']; see custom_config()."""
+  model_config = STRICT
+
+  project_id: Annotated[str, _NonBlank] = Field(description=_TEXT)
+  model_display_name: _DisplayName = Field(description=_DISPLAY_NAME)
+  endpoint_display_name: _DisplayName = Field(description=_DISPLAY_NAME)
+  traffic_percentage: int = Field(ge=0, le=100,
+                                  description='an integer in 0..100')
+  machine_type: Annotated[str, _NonBlank] = Field(description=_TEXT)
+  min_replica_count: int = Field(ge=1, description='an integer >= 1')
+  max_replica_count: int = Field(ge=1, description='an integer >= 1')
+  code_version: Annotated[str, _NonBlank] = Field(description=_TEXT)
+  keep_deployed: int = Field(2, ge=1, description='an integer >= 1')
+  pipeline_name: str = Field('', description='a string')
+  labels: Dict[gcp_labels.LabelKey, str] = Field(
+      default_factory=dict,
+      description='a mapping of label keys to strings')
+
+  @model_validator(mode='before')
+  @classmethod
+  def _no_retired_keys(cls, args: Any) -> Any:
+    for key in args if isinstance(args, dict) else ():
+      if key in _RETIRED_SERVING_ARGS:
+        raise ValueError(f'has the key {key!r}, which this executor does not '
+                         f'read: {_RETIRED_SERVING_ARGS[key]}')
+    return args
+
+  @field_validator('max_replica_count')
+  @classmethod
+  def _at_least_min(cls, value: int, info) -> int:
+    low = info.data.get('min_replica_count')
+    if low is not None and value < low:
+      raise ValueError(f'({value}) is below min_replica_count ({low}): raise '
+                       'it, or lower min_replica_count')
+    return value
+
+  @field_validator('labels')
+  @classmethod
+  def _room_for_own_labels(cls, labels: Dict[str, str]) -> Dict[str, str]:
+    for key in labels:
+      if key in _RESERVED_LABELS:
+        raise ValueError(f'has the key {key!r}, which the pusher sets '
+                         'itself: remove it')
+    if len(labels) + len(_RESERVED_LABELS) > gcp_labels.MAX_LABELS:
+      raise ValueError(
+          f'has {len(labels)} labels; with the pusher\'s own '
+          f'{len(_RESERVED_LABELS)} a model version may carry at most '
+          f'{gcp_labels.MAX_LABELS}')
+    return labels
+
+
+class PushSettings(BaseModel):
+  """The Pusher's custom_config, with the keys of TFX's Vertex extension."""
+  model_config = STRICT
+
+  ai_platform_enable_vertex: Literal[True] = Field(
+      description='true: this executor pushes to Vertex AI only')
+  ai_platform_vertex_region: Annotated[str, _NonBlank] = Field(
+      description=_TEXT)
+  ai_platform_vertex_container_image_uri: Annotated[str, _NonBlank] = Field(
+      description=_TEXT)
+  ai_platform_serving_args: ServingArgs = Field(
+      description='a mapping: build it with vertex_pusher.custom_config(...)')
+
+  @property
+  def region(self) -> str:
+    return self.ai_platform_vertex_region
+
+  @property
+  def serving_image(self) -> str:
+    return self.ai_platform_vertex_container_image_uri
+
+  @property
+  def serving(self) -> ServingArgs:
+    return self.ai_platform_serving_args
 
 
 def custom_config(project: str,
@@ -125,8 +210,8 @@ def custom_config(project: str,
                   max_replica_count: int,
                   code_version: str,
                   *,
+                  keep_deployed: int = 2,
                   pipeline_name: str = '',
-                  is_default_version: bool = True,
                   labels: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
   """The Pusher's custom_config, checked now rather than at push time.
 
@@ -145,9 +230,10 @@ def custom_config(project: str,
     max_replica_count: its maximum number of replicas (>= min_replica_count).
     code_version: the version of the code that built the model; it becomes
       the `code_version` label of the model version.
+    keep_deployed: how many versions of the Model stay deployed after a push
+      (>= 1); older ones are undeployed.
     pipeline_name: the `pipeline` label when the orchestrator does not tell
       the executor the pipeline's name (Vertex AI Pipelines does not).
-    is_default_version: whether the new version becomes the Model's default.
     labels: more labels for each model version; the keys must follow Google
       Cloud's label rules and may not be one of the labels set here.
 
@@ -157,7 +243,7 @@ def custom_config(project: str,
      SERVING_ARGS_KEY: {'project_id', 'model_display_name',
        'endpoint_display_name', 'traffic_percentage', 'machine_type',
        'min_replica_count', 'max_replica_count', 'code_version',
-       'is_default_version', 'pipeline_name', 'labels'}}
+       'keep_deployed', 'pipeline_name', 'labels'}}
 
   Raises:
     PushConfigError: if a value is invalid.
@@ -168,16 +254,16 @@ def custom_config(project: str,
       constants.VERTEX_CONTAINER_IMAGE_URI_KEY: serving_image,
       constants.SERVING_ARGS_KEY: {
           PROJECT_KEY: project,
-          MODEL_DISPLAY_NAME_KEY: model_display_name,
-          ENDPOINT_DISPLAY_NAME_KEY: endpoint_display_name,
-          TRAFFIC_PERCENTAGE_KEY: traffic_percentage,
-          MACHINE_TYPE_KEY: machine_type,
-          MIN_REPLICA_COUNT_KEY: min_replica_count,
-          MAX_REPLICA_COUNT_KEY: max_replica_count,
-          CODE_VERSION_KEY: code_version,
-          IS_DEFAULT_VERSION_KEY: is_default_version,
-          PIPELINE_NAME_KEY: pipeline_name,
-          LABELS_KEY: dict(labels or {}),
+          'model_display_name': model_display_name,
+          'endpoint_display_name': endpoint_display_name,
+          'traffic_percentage': traffic_percentage,
+          'machine_type': machine_type,
+          'min_replica_count': min_replica_count,
+          'max_replica_count': max_replica_count,
+          'code_version': code_version,
+          'keep_deployed': keep_deployed,
+          'pipeline_name': pipeline_name,
+          'labels': dict(labels or {}),
       },
   }
   push_settings(config)
@@ -186,125 +272,23 @@ def custom_config(project: str,
 
 def push_settings(config: Any) -> PushSettings:
   """Reads and checks the Pusher's custom_config (see `custom_config()`)."""
-  if not isinstance(config, dict):
-    raise PushConfigError(
-        f'custom_config must be a dict, got {config!r}: build it with '
-        'vertex_pusher.custom_config(...)')
-  if config.get(constants.ENABLE_VERTEX_KEY) is not True:
-    raise PushConfigError(
-        f'custom_config.{constants.ENABLE_VERTEX_KEY} must be True: this '
-        'executor pushes to Vertex AI only')
-  region = _text(config, constants.VERTEX_REGION_KEY, 'custom_config')
-  serving_image = _text(config, constants.VERTEX_CONTAINER_IMAGE_URI_KEY,
-                        'custom_config')
-  args = config.get(constants.SERVING_ARGS_KEY)
-  where = f'custom_config.{constants.SERVING_ARGS_KEY}'
-  if not isinstance(args, dict):
-    raise PushConfigError(f'{where} must be a dict, got {args!r}')
-  _check_keys(args, where)
-
-  settings = PushSettings(
-      project=_text(args, PROJECT_KEY, where),
-      region=region,
-      serving_image=serving_image,
-      model_display_name=_display_name(args, MODEL_DISPLAY_NAME_KEY, where),
-      endpoint_display_name=_display_name(args, ENDPOINT_DISPLAY_NAME_KEY,
-                                          where),
-      traffic_percentage=_integer(args, TRAFFIC_PERCENTAGE_KEY, where, 0, 100),
-      machine_type=_text(args, MACHINE_TYPE_KEY, where),
-      min_replica_count=_integer(args, MIN_REPLICA_COUNT_KEY, where, 1),
-      max_replica_count=_integer(args, MAX_REPLICA_COUNT_KEY, where, 1),
-      code_version=_text(args, CODE_VERSION_KEY, where),
-      is_default_version=args.get(IS_DEFAULT_VERSION_KEY, True),
-      pipeline_name=args.get(PIPELINE_NAME_KEY, ''),
-      labels=_extra_labels(args.get(LABELS_KEY, {}), f'{where}.{LABELS_KEY}'))
-  if settings.max_replica_count < settings.min_replica_count:
-    raise PushConfigError(
-        f'{where}.{MAX_REPLICA_COUNT_KEY} ({settings.max_replica_count}) is '
-        f'below {MIN_REPLICA_COUNT_KEY} ({settings.min_replica_count})')
-  if not isinstance(settings.is_default_version, bool):
-    raise PushConfigError(f'{where}.{IS_DEFAULT_VERSION_KEY} must be true or '
-                          f'false, got {settings.is_default_version!r}')
-  if not isinstance(settings.pipeline_name, str):
-    raise PushConfigError(f'{where}.{PIPELINE_NAME_KEY} must be a string, '
-                          f'got {settings.pipeline_name!r}')
-  return settings
-
-
-def _check_keys(args: Mapping[str, Any], where: str) -> None:
-  for key in args:
-    if key in _RENAMED_SERVING_ARGS:
-      raise PushConfigError(
-          f'{where}.{key} is not read by this executor: use '
-          f'{_RENAMED_SERVING_ARGS[key]!r} instead')
-    if key not in _REQUIRED_SERVING_ARGS + _OPTIONAL_SERVING_ARGS:
-      raise PushConfigError(
-          f'{where} has the unknown key {key!r}; the keys are '
-          f'{", ".join(_REQUIRED_SERVING_ARGS + _OPTIONAL_SERVING_ARGS)}')
-
-
-def _text(args: Mapping[str, Any], key: str, where: str) -> str:
-  value = args.get(key)
-  if not isinstance(value, str) or not value.strip():
-    raise PushConfigError(
-        f'{where}.{key} must be a non-empty string, got {value!r}')
-  return value
-
-
-def _display_name(args: Mapping[str, Any], key: str, where: str) -> str:
-  # The name goes into a list filter between double quotes.
-  name = _text(args, key, where)
-  if len(name) > _MAX_DISPLAY_NAME_LENGTH or '"' in name or '\\' in name:
-    raise PushConfigError(
-        f'{where}.{key} {name!r} must be at most {_MAX_DISPLAY_NAME_LENGTH} '
-        'characters, without double quotes or backslashes')
-  return name
-
-
-def _integer(args: Mapping[str, Any], key: str, where: str, low: int,
-             high: Optional[int] = None) -> int:
-  value = args.get(key)
-  if (not isinstance(value, int) or isinstance(value, bool) or value < low or
-      (high is not None and value > high)):
-    bounds = f'in {low}..{high}' if high is not None else f'>= {low}'
-    raise PushConfigError(f'{where}.{key} must be an integer {bounds}, got '
-                          f'{value!r}')
-  return value
-
-
-def _extra_labels(labels: Any, where: str) -> Dict[str, str]:
-  if not isinstance(labels, dict):
-    raise PushConfigError(f'{where} must be a dict, got {labels!r}')
-  if len(labels) + len(_RESERVED_LABELS) > _MAX_LABELS:
-    raise PushConfigError(
-        f'{where} has {len(labels)} labels; with the pusher\'s own '
-        f'{len(_RESERVED_LABELS)} a model version may carry at most '
-        f'{_MAX_LABELS}')
-  for key, value in labels.items():
-    if not isinstance(key, str) or not _LABEL_KEY.match(key):
-      raise PushConfigError(
-          f'{where} has the key {key!r}, which breaks Google Cloud\'s label '
-          'rules: start with a lowercase letter, then at most 62 lowercase '
-          'letters, digits, "_" or "-"')
-    if key in _RESERVED_LABELS:
-      raise PushConfigError(f'{where}.{key} is set by the pusher itself')
-    if not isinstance(value, str):
-      raise PushConfigError(f'{where}.{key} must be a string, got {value!r}')
-  return {key: label_value(value) for key, value in labels.items()}
+  return validated(PushSettings, config, 'custom_config.', PushConfigError)
 
 
 def version_labels(settings: PushSettings, pipeline_name: str,
                    pipeline_run: Optional[str],
                    model_artifact_id: Optional[int]) -> Dict[str, str]:
-  """The labels of a pushed model version; an unknown value has no label."""
-  labels = dict(settings.labels)
-  labels[CODE_VERSION_LABEL] = label_value(settings.code_version)
+  """The labels of a pushed model version, but its identity (see push());
+  an unknown value has no label."""
+  value = gcp_labels.label_value
+  labels = {key: value(text) for key, text in settings.serving.labels.items()}
+  labels[CODE_VERSION_LABEL] = value(settings.serving.code_version)
   if pipeline_name:
-    labels[PIPELINE_LABEL] = label_value(pipeline_name)
+    labels[PIPELINE_LABEL] = value(pipeline_name)
   if pipeline_run:
-    labels[PIPELINE_RUN_LABEL] = label_value(pipeline_run)
+    labels[PIPELINE_RUN_LABEL] = value(pipeline_run)
   if model_artifact_id:
-    labels[MODEL_ARTIFACT_LABEL] = label_value(str(model_artifact_id))
+    labels[MODEL_ARTIFACT_LABEL] = value(str(model_artifact_id))
   return labels
 
 
@@ -333,155 +317,196 @@ def pipeline_run_id(context: Optional[Any]) -> Optional[str]:
 
 def _pipeline_name(context: Optional[Any], settings: PushSettings) -> str:
   if context is not None and context.pipeline_info is not None:
-    return context.pipeline_info.id or settings.pipeline_name
-  return settings.pipeline_name
+    return context.pipeline_info.id or settings.serving.pipeline_name
+  return settings.serving.pipeline_name
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelVersion:
-  """One version of a Vertex Model."""
-  resource_name: str  # projects/<p>/locations/<r>/models/<id>
-  version_id: str
-
-  @property
-  def versioned_name(self) -> str:
-    return f'{self.resource_name}@{self.version_id}'
-
-
-@dataclasses.dataclass(frozen=True)
-class EndpointState:
-  """An endpoint and its traffic split, deployed model id -> percentage."""
-  resource_name: str
-  traffic_split: Dict[str, int]
-
-
-@dataclasses.dataclass(frozen=True)
-class Deployment:
-  """A model version deployed to an endpoint."""
+class PushResult:
+  """Where a push left the model."""
+  version: ModelVersion
   endpoint: str
   deployed_model_id: str
-  traffic_split: Dict[str, int]
+  traffic_percentage: int   # the version's share of the endpoint's traffic
+  uploaded: bool            # False: an earlier push had uploaded it
 
 
-class VertexModelRegistry:
-  """The requests a push sends to Vertex AI, all through the aiplatform SDK.
+def push(registry: VertexModelRegistry, settings: PushSettings,
+         model_path: str, labels: Mapping[str, str],
+         description: str) -> PushResult:
+  """Makes the SavedModel at `model_path` a deployed version of the Model.
 
-  A refusal or a missing resource (PermissionDenied, NotFound) becomes one
-  RuntimeError that names the step, the project and the region.
+  Pushing the same `model_path` again ends in the same state: the version
+  found by its identity label is reused (see the module docstring).
   """
+  args = settings.serving
+  identity = {IDENTITY_LABEL: gcp_labels.short_hash(model_path)}
+  model = registry.find_model(args.model_display_name)
+  endpoint = registry.find_or_create_endpoint(args.endpoint_display_name)
+  version = _pushed_before(registry, model, identity, endpoint)
+  uploaded = version is None
+  if uploaded:
+    version = registry.upload_version(
+        display_name=args.model_display_name,
+        artifact_uri=model_path,
+        serving_image=settings.serving_image,
+        parent_model=model,
+        labels={**labels, **identity},
+        # Made the default below, once it serves all traffic: a default that
+        # never deployed, or a canary as the default, would mislead anyone
+        # who uses the Model without naming a version.
+        is_default_version=False,
+        description=description)
+    logging.info('Uploaded %s with labels %s.', version.versioned_name,
+                 version.labels)
 
-  def __init__(self, project: str, region: str):
-    self._project = project
-    self._region = region
+  deployment = endpoint.deployment_of(version)
+  if deployment is None:
+    endpoint = _deploy(registry, settings, version, endpoint,
+                       undo=uploaded, whole_model=model is None)
+    deployment = endpoint.deployment_of(version)
+    if deployment is None:
+      raise PushError(
+          f'Vertex AI reports no deployment of {version.versioned_name} on '
+          f'{endpoint.resource_name} after deploying it: look at the '
+          'endpoint in the Vertex AI console, then run the pipeline again')
+  else:
+    logging.info('%s is deployed on %s already (deployed model %s); not '
+                 'deploying it again.', version.versioned_name,
+                 endpoint.resource_name, deployment.id)
 
-  def find_model(self, display_name: str) -> Optional[str]:
-    """The resource name of the Model called `display_name`, or None."""
-    model = self._only_one_named(aiplatform.Model, 'Model', 'Models',
-                                 display_name, 'add a version to',
-                                 'model_display_name')
-    return model.resource_name if model else None
+  try:
+    endpoint = _undeploy_beyond(registry, endpoint, version, deployment.id,
+                                args.keep_deployed)
+    share = endpoint.share(deployment.id)
+    if share == 100 and not version.is_default:
+      version = registry.make_default(version)
+      logging.info('%s serves all traffic, so it is now the default version.',
+                   version.versioned_name)
+    if PUSH_STATE_LABEL in version.labels:
+      # An earlier, failed push of this model left the mark; it is pushed now.
+      version = registry.set_labels(version, {
+          k: v for k, v in version.labels.items() if k != PUSH_STATE_LABEL})
+  except VertexError as error:
+    # The version serves now, so it stays; a retry finds it and finishes.
+    raise PushError(
+        f'{error} {version.versioned_name} is deployed on '
+        f'{endpoint.resource_name} as {deployment.id}, but the push did not '
+        'finish: run the pipeline again, which reuses the deployment and '
+        'finishes it.') from error
+  return PushResult(version, endpoint.resource_name, deployment.id, share,
+                    uploaded)
 
-  def _only_one_named(self, resource_class, kind: str, kinds: str,
-                      display_name: str, purpose: str, setting: str):
-    """The one resource of `resource_class` called `display_name`, or None."""
-    with self._step(f'looking up the {kind} "{display_name}"'):
-      found = resource_class.list(
-          filter=f'display_name="{display_name}"', project=self._project,
-          location=self._region)
-    if len(found) > 1:
-      raise RuntimeError(
-          f'{len(found)} Vertex AI {kinds} in project {self._project}, region '
-          f'{self._region} are called "{display_name}" '
-          f'({", ".join(r.resource_name for r in found)}), so the pusher '
-          f'cannot tell which one to {purpose}: rename or delete all but '
-          f'one, or use another {setting}')
-    return found[0] if found else None
 
-  def upload_version(self, display_name: str, artifact_uri: str,
-                     serving_image: str, parent_model: Optional[str],
-                     labels: Mapping[str, str], is_default_version: bool,
-                     description: str) -> ModelVersion:
-    """Uploads the SavedModel at `artifact_uri` as a new version of
-    `parent_model`, or as a new Model if `parent_model` is None."""
-    if not artifact_uri.startswith('gs://'):
-      # The SDK would copy a local directory to a staging bucket of its own.
-      raise ValueError(
-          f'the model to push is at {artifact_uri}, not in Cloud Storage: '
-          'Vertex AI serves models from gs:// paths only; run the pipeline '
-          'with a gs:// pipeline root')
-    with self._step(f'uploading a version of the Model "{display_name}"'):
-      model = aiplatform.Model.upload(
-          display_name=display_name,
-          artifact_uri=artifact_uri,
-          serving_container_image_uri=serving_image,
-          parent_model=parent_model,
-          is_default_version=is_default_version,
-          labels=dict(labels),
-          version_description=description,
-          project=self._project,
-          location=self._region)
-    return ModelVersion(model.resource_name, model.version_id)
+def _pushed_before(registry: VertexModelRegistry, model: Optional[str],
+                   identity: Mapping[str, str],
+                   endpoint: EndpointState) -> Optional[ModelVersion]:
+  """The version an earlier push of this model uploaded, or None."""
+  if model is None:
+    return None
+  found = registry.versions(model, labels=identity)
+  if not found:
+    return None
+  deployed = [v for v in found if endpoint.deployment_of(v)]
+  chosen = (deployed or found)[-1]
+  if len(found) > 1:
+    logging.warning('%d versions of %s carry %s; using %s.', len(found),
+                    model, identity, chosen.versioned_name)
+  logging.info('%s holds this model already (%s); not uploading it again.',
+               chosen.versioned_name, identity)
+  return chosen
 
-  def find_or_create_endpoint(self, display_name: str) -> EndpointState:
-    """The endpoint called `display_name`, created if there is none."""
-    endpoint = self._only_one_named(aiplatform.Endpoint, 'endpoint',
-                                    'endpoints', display_name, 'deploy to',
-                                    'endpoint_display_name')
-    if endpoint is None:
-      logging.info('No endpoint "%s" in project %s, region %s; creating it.',
-                   display_name, self._project, self._region)
-      with self._step(f'creating the endpoint "{display_name}"'):
-        endpoint = aiplatform.Endpoint.create(
-            display_name=display_name, project=self._project,
-            location=self._region)
-    return EndpointState(endpoint.resource_name,
-                         dict(endpoint.gca_resource.traffic_split))
 
-  def deploy(self, version: ModelVersion, endpoint: EndpointState,
-             deployed_model_display_name: str, traffic_percentage: int,
-             machine_type: str, min_replica_count: int,
-             max_replica_count: int) -> Deployment:
-    """Deploys `version` to `endpoint` with `traffic_percentage` of its
-    traffic; the models deployed before share the rest in proportion."""
-    with self._step(f'deploying {version.versioned_name} to '
-                    f'{endpoint.resource_name}'):
-      model = aiplatform.Model(model_name=version.resource_name,
-                               version=version.version_id,
-                               project=self._project, location=self._region)
-      target = aiplatform.Endpoint(endpoint_name=endpoint.resource_name,
-                                   project=self._project,
-                                   location=self._region)
-      deployed_to = model.deploy(
-          endpoint=target,
-          deployed_model_display_name=deployed_model_display_name,
-          traffic_percentage=traffic_percentage,
-          machine_type=machine_type,
-          min_replica_count=min_replica_count,
-          max_replica_count=max_replica_count)
-    resource = deployed_to.gca_resource
-    ids = [d.id for d in resource.deployed_models
-           if d.model.split('@')[0] == version.resource_name and
-           d.model_version_id in ('', version.version_id)]
-    return Deployment(endpoint=deployed_to.resource_name,
-                      deployed_model_id=ids[-1] if ids else '',
-                      traffic_split=dict(resource.traffic_split))
+def _deploy(registry: VertexModelRegistry, settings: PushSettings,
+            version: ModelVersion, endpoint: EndpointState, undo: bool,
+            whole_model: bool) -> EndpointState:
+  """Deploys `version`; if that fails and `undo`, deletes it again."""
+  args = settings.serving
+  traffic_percentage = args.traffic_percentage
+  if not endpoint.traffic_split:
+    # Vertex AI sends all traffic to the only deployed model.
+    logging.warning('Nothing serves on %s yet, so %s gets 100%% of its '
+                    'traffic, not the configured %d%%.',
+                    endpoint.resource_name, version.versioned_name,
+                    traffic_percentage)
+    traffic_percentage = 100
+  try:
+    return registry.deploy(
+        version, endpoint,
+        deployed_model_display_name=(
+            f'{args.model_display_name}-v{version.version_id}'),
+        traffic_percentage=traffic_percentage,
+        machine_type=args.machine_type,
+        min_replica_count=args.min_replica_count,
+        max_replica_count=args.max_replica_count)
+  # Whatever stopped the deploy (a refusal, a timeout, the SDK's own checks),
+  # the version must not stay behind as if it had been pushed.
+  except Exception as error:  # pylint: disable=broad-except
+    cause = (str(error) if isinstance(error, VertexError) else
+             f'deploying {version.versioned_name} to '
+             f'{endpoint.resource_name} failed: {type(error).__name__}: '
+             f'{error}.')
+    if not undo:
+      outcome = (f'{version.versioned_name} was uploaded by an earlier push '
+                 'of this model and stays; run the pipeline again once the '
+                 'cause is fixed')
+    else:
+      outcome = _undo_upload(registry, version, whole_model)
+    raise PushError(f'{cause} The push failed; {outcome}.') from error
 
-  @contextlib.contextmanager
-  def _step(self, what: str) -> Iterator[None]:
+
+def _undo_upload(registry: VertexModelRegistry, version: ModelVersion,
+                 whole_model: bool) -> str:
+  """Deletes a version whose deploy failed; says what became of it."""
+  try:
+    registry.delete_version(version, whole_model)
+  except VertexError as delete_error:
+    failed = {**version.labels, PUSH_STATE_LABEL: PUSH_FAILED}
     try:
-      yield
-    except (api_exceptions.PermissionDenied,
-            api_exceptions.NotFound) as error:
-      raise RuntimeError(
-          f'Vertex AI refused {what} in project {self._project}, region '
-          f'{self._region}: {type(error).__name__}: {error.message}. Check that the project and the region are the '
-          'ones meant, that Vertex AI is enabled there, and that the service '
-          'account running the pipeline has the Vertex AI User role '
-          '(roles/aiplatform.user) in the project.') from error
+      registry.set_labels(version, failed)
+    except VertexError as label_error:
+      return (f'deleting the version it uploaded failed too ({delete_error}), '
+              f'and so did labelling it ({label_error}): delete '
+              f'{version.versioned_name} by hand')
+    return (f'deleting the version it uploaded failed too ({delete_error}), '
+            f'so {version.versioned_name} is labelled '
+            f'{PUSH_STATE_LABEL}={PUSH_FAILED}: delete it by hand once the '
+            'cause is fixed (a retry of this push reuses it)')
+  what = 'the Model it created' if whole_model else 'the version it uploaded'
+  return (f'{what} ({version.versioned_name}) is deleted again, so the Model '
+          'and the endpoint are as they were')
+
+
+def _undeploy_beyond(registry: VertexModelRegistry, endpoint: EndpointState,
+                     version: ModelVersion, deployed_model_id: str,
+                     keep: int) -> EndpointState:
+  """Undeploys the Model's deployments beyond `keep`, oldest first, but not
+  that of `version`, nor (if keep > 1) that of the default version."""
+  ours = endpoint.deployments_of(version.resource_name)
+  if len(ours) <= keep:
+    return endpoint
+  protected = {deployed_model_id}
+  if keep > 1 and not version.is_default:
+    default = registry.version(version.resource_name, DEFAULT_ALIAS)
+    stable = endpoint.deployment_of(default)
+    if stable is not None:
+      protected.add(stable.id)
+  candidates = [d for d in ours if d.id not in protected]
+  removed = [d.id for d in candidates[:len(ours) - keep]]
+  split = traffic_without(endpoint.traffic_split,
+                          [d.id for d in endpoint.deployed_models], removed,
+                          fixed=deployed_model_id)
+  logging.info('%d versions of %s are deployed on %s, %d are to be kept: '
+               'undeploying %s; traffic split %s.', len(ours),
+               version.resource_name, endpoint.resource_name, keep,
+               ', '.join(removed), split)
+  for deployed in removed:
+    endpoint = registry.undeploy(endpoint, deployed, split)
+  return endpoint
 
 
 class Executor(pusher_executor.Executor):
-  """Pushes a blessed model to Vertex AI as a new version of one Model."""
+  """Pushes a blessed model to Vertex AI as a version of one Model."""
 
   def Do(self, input_dict, output_dict, exec_properties) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
@@ -506,43 +531,19 @@ class Executor(pusher_executor.Executor):
     labels = version_labels(settings, _pipeline_name(self._context, settings),
                             run_id, model_artifact_id)
 
-    registry = VertexModelRegistry(settings.project, settings.region)
-    parent_model = registry.find_model(settings.model_display_name)
-    version = registry.upload_version(
-        display_name=settings.model_display_name,
-        artifact_uri=model_path,
-        serving_image=settings.serving_image,
-        parent_model=parent_model,
-        labels=labels,
-        is_default_version=settings.is_default_version,
+    result = push(
+        VertexModelRegistry(settings.serving.project_id, settings.region),
+        settings, model_path, labels,
         description=f'{model_path}, pipeline run {run_id or "unknown"}')
-    logging.info('Uploaded %s with labels %s.', version.versioned_name, labels)
+    logging.info('%s is deployed to %s as %s with %d%% of the traffic.',
+                 result.version.versioned_name, result.endpoint,
+                 result.deployed_model_id, result.traffic_percentage)
 
-    endpoint = registry.find_or_create_endpoint(settings.endpoint_display_name)
-    traffic_percentage = settings.traffic_percentage
-    if not endpoint.traffic_split:
-      # Vertex AI sends all traffic to the only deployed model.
-      logging.warning('Nothing serves on %s yet, so %s gets 100%% of its '
-                      'traffic, not the configured %d%%.',
-                      endpoint.resource_name, version.versioned_name,
-                      traffic_percentage)
-      traffic_percentage = 100
-    deployment = registry.deploy(
-        version, endpoint,
-        deployed_model_display_name=(
-            f'{settings.model_display_name}-v{version.version_id}'),
-        traffic_percentage=traffic_percentage,
-        machine_type=settings.machine_type,
-        min_replica_count=settings.min_replica_count,
-        max_replica_count=settings.max_replica_count)
-    logging.info('Deployed %s to %s; traffic split %s.',
-                 version.versioned_name, deployment.endpoint,
-                 deployment.traffic_split)
-
-    self._MarkPushed(model_push, pushed_destination=version.versioned_name,
-                     pushed_version=version.version_id)
-    model_push.set_string_custom_property('endpoint', deployment.endpoint)
+    self._MarkPushed(model_push,
+                     pushed_destination=result.version.versioned_name,
+                     pushed_version=result.version.version_id)
+    model_push.set_string_custom_property('endpoint', result.endpoint)
     model_push.set_string_custom_property('deployed_model_id',
-                                          deployment.deployed_model_id)
+                                          result.deployed_model_id)
     model_push.set_int_custom_property('traffic_percentage',
-                                       traffic_percentage)
+                                       result.traffic_percentage)

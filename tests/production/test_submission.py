@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,13 +18,13 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform.utils import gcs_utils
 from google.cloud.aiplatform_v1.types import pipeline_job as gca_pipeline_job
 from google.cloud.aiplatform_v1.types import schedule as gca_schedule
+from google.cloud.aiplatform_v1.types import schedule_service
 
 from pipeline.production import submission
 from pipeline.production.submission import (SubmissionError, Submission,
                                             VertexTarget, check_images,
-                                            git_labels, label_value,
-                                            pipeline_job, schedule, submit,
-                                            submit_to_kfp)
+                                            git_labels, pipeline_job,
+                                            schedule, submit, submit_to_kfp)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 IMAGE = 'europe-west4-docker.pkg.dev/repairml-prod/pipelines/repairml:abc123'
@@ -99,7 +100,8 @@ class _RpcError(grpc.RpcError, grpc.Call):
 
 
 class FakeVertex:
-  """Vertex AI at the gRPC channel: records each request, answers or fails.
+  """Vertex AI at the gRPC channel: records each request, answers or fails,
+  and keeps the schedules it holds.
 
   Every gapic client opens its channel through grpc_helpers.create_channel,
   so replacing it stops requests after serialisation, where they would go
@@ -110,6 +112,8 @@ class FakeVertex:
     self.requests = []          # (endpoint, method, request)
     self.bucket_checks = []     # PipelineJob.submit's pipeline-root check
     self.error = None           # a _RpcError to answer with instead
+    self.schedules = {}         # resource name -> Schedule
+    self._next_schedule = 1234567890
 
   def create_channel(self, target, **unused_kwargs):
     return _FakeChannel(self, target)
@@ -117,10 +121,58 @@ class FakeVertex:
   def check_bucket(self, **kwargs):
     self.bucket_checks.append(kwargs)
 
+  def methods(self):
+    return [method.rsplit('.', 1)[-1] for _, method, _ in self.requests]
+
   def only_request(self, method_suffix):
     assert [method for _, method, _ in self.requests] == [
         f'/google.cloud.aiplatform.v1.{method_suffix}']
     return self.requests[0]
+
+  def request(self, method_name):
+    """The one request of `method_name`, e.g. 'ScheduleService/ListSchedules'."""
+    [found] = [request for _, method, request in self.requests
+               if method.endswith(method_name)]
+    return found
+
+  def add_schedule(self, display_name, cron='0 1 * * *'):
+    """A schedule someone created before; returns its resource name."""
+    schedule = gca_schedule.Schedule(
+        display_name=display_name, cron=cron,
+        create_pipeline_job_request={'parent': PARENT})
+    return self._create_schedule(PARENT, schedule).name
+
+  def answer(self, method, request) -> bytes:
+    """What Vertex AI returns, as the bytes on the wire."""
+    if method.endswith('CreatePipelineJob'):
+      job = gca_pipeline_job.PipelineJob(request.pipeline_job)
+      job.name = f'{request.parent}/pipelineJobs/{request.pipeline_job_id}'
+      return gca_pipeline_job.PipelineJob.serialize(job)
+    if method.endswith('CreateSchedule'):
+      created = self._create_schedule(request.parent, request.schedule)
+      return gca_schedule.Schedule.serialize(created)
+    if method.endswith('ListSchedules'):
+      wanted = re.fullmatch(r'display_name="(.*)"', request.filter).group(1)
+      return schedule_service.ListSchedulesResponse.serialize(
+          schedule_service.ListSchedulesResponse(schedules=[
+              s for s in self.schedules.values()
+              if s.display_name == wanted]))
+    if method.endswith('UpdateSchedule'):
+      stored = self.schedules[request.schedule.name]
+      for path in request.update_mask.paths:
+        setattr(stored, path, getattr(request.schedule, path))
+      return gca_schedule.Schedule.serialize(stored)
+    if method.endswith('GetSchedule'):
+      return gca_schedule.Schedule.serialize(self.schedules[request.name])
+    raise AssertionError(f'unexpected request {method}')
+
+  def _create_schedule(self, parent, schedule):
+    created = gca_schedule.Schedule(schedule)
+    created.name = f'{parent}/schedules/{self._next_schedule}'
+    created.state = gca_schedule.Schedule.State.ACTIVE
+    self._next_schedule += 1
+    self.schedules[created.name] = created
+    return created
 
 
 class _FakeChannel:
@@ -136,23 +188,12 @@ class _FakeChannel:
       self._vertex.requests.append((self._target, method, wire))
       if self._vertex.error:
         raise self._vertex.error
-      return response_deserializer(_answer(method, wire))
+      return response_deserializer(self._vertex.answer(method, wire))
 
     return call
 
   def close(self):
     pass
-
-
-def _answer(method, request) -> bytes:
-  """What Vertex AI returns for a create: the resource, now with a name."""
-  if method.endswith('CreatePipelineJob'):
-    job = gca_pipeline_job.PipelineJob(request.pipeline_job)
-    job.name = f'{request.parent}/pipelineJobs/{request.pipeline_job_id}'
-    return gca_pipeline_job.PipelineJob.serialize(job)
-  created = gca_schedule.Schedule(request.schedule)
-  created.name = f'{request.parent}/schedules/1234567890'
-  return gca_schedule.Schedule.serialize(created)
 
 
 @pytest.fixture
@@ -236,13 +277,18 @@ def test_a_file_that_is_not_a_compiled_job_is_rejected(tmp_path, content,
 
 
 @pytest.mark.parametrize('field, value, expected', [
-    ('project', 'Repair ML Prod', "project 'Repair ML Prod' is not a Google"),
+    ('project', 'Repair ML Prod', "project 'Repair ML Prod' is not a Google "
+     'Cloud project ID: use the ID that `gcloud projects list` shows'),
     ('project', '', "project '' is not a Google Cloud project ID"),
-    ('region', 'europe-west99', "region 'europe-west99' is not a Vertex AI"),
+    ('project', None, 'project must be a Google Cloud project ID, got None'),
+    ('region', 'europe-west99', "region 'europe-west99' is not a Vertex AI "
+     'region: use one of '),
     ('region', '', "region '' is not a Vertex AI region"),
-    ('service_account', 'pipelines', "service account 'pipelines' is not an"),
-    ('pipeline_root', '/tmp/root', "pipeline root '/tmp/root' is not a Cloud"),
-    ('pipeline_root', 'gs://', "pipeline root 'gs://' is not a Cloud Storage"),
+    ('service_account', 'pipelines', "service_account 'pipelines' is not an "
+     'email address'),
+    ('pipeline_root', '/tmp/root', "pipeline_root '/tmp/root' is not a Cloud "
+     'Storage path: use gs://BUCKET/PATH'),
+    ('pipeline_root', 'gs://', "pipeline_root 'gs://' is not a Cloud Storage"),
 ])
 def test_an_invalid_target_is_rejected_when_built(field, value, expected):
   args = dict(project='repairml-prod', region='europe-west4',
@@ -259,15 +305,27 @@ def test_an_invalid_target_is_rejected_when_built(field, value, expected):
 @pytest.mark.parametrize('project', ['repairml-prod', 'example.com:repairml',
                                      '123456789012'])
 def test_project_ids_numbers_and_domain_projects_are_accepted(project):
-  assert VertexTarget(project, 'us-central1', SERVICE_ACCOUNT,
-                      'gs://b').project == project
+  assert VertexTarget(project=project, region='us-central1',
+                      service_account=SERVICE_ACCOUNT,
+                      pipeline_root='gs://b').project == project
+
+
+def test_a_target_takes_no_other_keys():
+  with pytest.raises(SubmissionError, match=(
+      '^Vertex target: network is not a key of Vertex target; its keys are '
+      'project, region, service_account, pipeline_root$')):
+    VertexTarget(project='repairml-prod', region='europe-west4',
+                 service_account=SERVICE_ACCOUNT, pipeline_root='gs://b',
+                 network='default')
 
 
 @pytest.mark.parametrize('labels, expected', [
-    ({'git-branch': 'Feature/X'}, "label git-branch='Feature/X' breaks"),
-    ({'Git': 'x'}, "label key 'Git' breaks"),
-    ({'1st': 'x'}, "label key '1st' breaks"),
-    ({'note': 'x' * 64}, 'label note='),
+    ({'git-branch': 'Feature/X'}, "^pipeline job: labels.git-branch is "
+     "'Feature/X', which breaks Google Cloud's label rules"),
+    ({'Git': 'x'}, "^pipeline job: labels has the key 'Git', which breaks "
+     "Google Cloud's label rules"),
+    ({'1st': 'x'}, "labels has the key '1st', which breaks"),
+    ({'note': 'x' * 64}, 'labels.note is '),
 ])
 def test_labels_that_break_the_rules_are_rejected(template_path, labels,
                                                   expected):
@@ -276,7 +334,8 @@ def test_labels_that_break_the_rules_are_rejected(template_path, labels,
 
 
 def test_an_invalid_job_id_is_rejected(template_path):
-  with pytest.raises(SubmissionError, match="job id 'Repairml_1' is not"):
+  with pytest.raises(SubmissionError, match="^pipeline job: job_id "
+                     "'Repairml_1' is not a valid Vertex AI job id"):
     _job(template_path, job_id='Repairml_1')
 
 
@@ -420,14 +479,22 @@ def test_a_failed_bucket_check_is_logged_on_one_line(template_path, vertex,
 # Scheduling ------------------------------------------------------------------
 
 
-def test_schedule_sends_one_create_schedule_request(template_path, vertex):
+SCHEDULES = 'ScheduleService'
+
+
+def test_the_first_schedule_of_a_name_is_created(template_path, vertex):
   job = _job(template_path)
 
   created = schedule(job, 'CRON_TZ=Europe/Amsterdam 0 3 * * MON-FRI',
                      'repairml nightly', SERVICE_ACCOUNT,
                      max_concurrent_run_count=2)
 
-  endpoint, _, request = vertex.only_request('ScheduleService/CreateSchedule')
+  assert vertex.methods() == [f'{SCHEDULES}/ListSchedules',
+                              f'{SCHEDULES}/CreateSchedule']
+  listing = vertex.request('ListSchedules')
+  assert listing.parent == PARENT
+  assert listing.filter == 'display_name="repairml nightly"'
+  endpoint, _, request = vertex.requests[1]
   assert endpoint == 'europe-west4-aiplatform.googleapis.com:443'
   assert request.parent == PARENT
   sent = request.schedule
@@ -448,36 +515,144 @@ def test_schedule_sends_one_create_schedule_request(template_path, vertex):
       name=f'{PARENT}/schedules/1234567890',
       url='https://console.cloud.google.com/vertex-ai/locations/europe-west4/'
       'pipelines/schedules/1234567890?project=repairml-prod')
+  assert list(vertex.schedules) == [created.name]
+
+
+def test_scheduling_again_updates_the_schedule_of_that_name(template_path,
+                                                            vertex):
+  first = schedule(_job(template_path), '0 3 * * *', 'repairml nightly',
+                   SERVICE_ACCOUNT)
+  vertex.requests.clear()
+  newer_job = _job(template_path, parameter_values={'message': 'bye'},
+                   labels={'git-commit': 'fedcba987654'})
+
+  again = schedule(newer_job, 'TZ=Europe/Berlin 30 4 * * MON',
+                   'repairml nightly', SERVICE_ACCOUNT,
+                   max_concurrent_run_count=2)
+
+  assert vertex.methods() == [f'{SCHEDULES}/ListSchedules',
+                              f'{SCHEDULES}/UpdateSchedule']
+  update = vertex.request('UpdateSchedule')
+  assert update.schedule.name == first.name
+  assert list(update.update_mask.paths) == [
+      'cron', 'max_concurrent_run_count', 'create_pipeline_job_request']
+  assert again == Submission(first.name, first.url, created=False)
+  # One schedule still, with the new cron string and the new job.
+  [kept] = vertex.schedules.values()
+  assert kept.display_name == 'repairml nightly'
+  assert kept.cron == 'TZ=Europe/Berlin 30 4 * * MON'
+  assert kept.max_concurrent_run_count == 2
+  job = kept.create_pipeline_job_request
+  assert job.parent == PARENT
+  assert job.pipeline_job.service_account == SERVICE_ACCOUNT
+  assert job.pipeline_job.labels['git-commit'] == 'fedcba987654'
+  assert dict(job.pipeline_job.runtime_config.parameter_values) == {
+      'message': 'bye', 'epochs': 3}
+  assert job.pipeline_job.pipeline_spec['pipelineInfo'] == {'name': 'repairml'}
+
+
+def test_a_schedule_of_another_name_is_left_alone(template_path, vertex):
+  other = vertex.add_schedule('someone else nightly')
+
+  created = schedule(_job(template_path), '0 3 * * *', 'repairml nightly',
+                     SERVICE_ACCOUNT)
+
+  assert created.created
+  assert set(vertex.schedules) == {other, created.name}
+  assert vertex.schedules[other].cron == '0 1 * * *'
+
+
+def test_two_schedules_of_that_name_are_not_guessed_between(template_path,
+                                                            vertex):
+  first = vertex.add_schedule('repairml nightly')
+  second = vertex.add_schedule('repairml nightly')
+
+  with pytest.raises(SubmissionError) as error:
+    schedule(_job(template_path), '0 3 * * *', 'repairml nightly',
+             SERVICE_ACCOUNT)
+
+  assert str(error.value) == (
+      "2 Vertex AI schedules in project repairml-prod, region europe-west4 "
+      f"are called 'repairml nightly' ({first}, {second}), so it is unclear "
+      'which one to update: delete all but one (Vertex AI > Pipelines > '
+      'Schedules), then schedule again')
+  assert vertex.methods() == [f'{SCHEDULES}/ListSchedules']
+  assert {s.cron for s in vertex.schedules.values()} == {'0 1 * * *'}
+
+
+EXAMPLE = ('e.g. "0 3 * * MON" runs at 03:00 UTC every Monday, '
+           '"TZ=Europe/Berlin 0 3 * * *" at 03:00 Berlin time daily')
 
 
 @pytest.mark.parametrize('cron, expected', [
-    ('0 3 * *', 'has 4 fields, not 5'),
+    ('JAN * * * *', "schedule: cron 'JAN * * * *': the minute 'JAN' is not "
+     'valid; minutes are 0-59, with lists (1,15), ranges (1-5) and steps '
+     f'(*/10); {EXAMPLE}'),
+    ('5-1 * * * *', "schedule: cron '5-1 * * * *': the minute '5-1' is a "
+     'range from high to low; minutes are 0-59'),
+    ('0 3 * * SAT-SUN', "the day of week 'SAT-SUN' is a range from high to "
+     'low; days of the week are 0-7 or SUN-SAT (0 and 7 are Sunday)'),
+    ('0 3 * *', "schedule: cron '0 3 * *' has 4 fields, not 5: write "
+     f'"minute hour day-of-month month day-of-week"; {EXAMPLE}'),
     ('0 3 * * * *', 'has 6 fields, not 5'),
+    ('@daily', 'has 1 fields, not 5'),
     ('', 'has 0 fields, not 5'),
-    ('60 3 * * *', "minute '60' must lie between 0 and 59"),
-    ('0 24 * * *', "hour '24' must lie between 0 and 23"),
-    ('0 3 0 * *', "day of month '0' must lie between 1 and 31"),
-    ('0 3 * 13 *', "month '13' must lie between 1 and 12"),
-    ('*/0 3 * * *', "minute '\\*/0' has a step of 0"),
-    ('0 3 * * 1;2', "day of week '1;2' is not a number"),
-    ('TZ=Mars/Olympus 0 3 * * *', "unknown time zone 'Mars/Olympus'"),
+    ('60 3 * * *', "the minute '60' is not valid; minutes are 0-59"),
+    ('0 24 * * *', "the hour '24' is not valid; hours are 0-23"),
+    ('0 3 0 * *', "the day of month '0' is not valid; days of the month are "
+     '1-31'),
+    ('0 3 * 13 *', "the month '13' is not valid; months are 1-12 or JAN-DEC"),
+    ('0 3 * MON *', "the month 'MON' is not valid"),
+    ('*/0 3 * * *', "the minute '*/0' is not valid"),
+    ('0 3 * * 1;2', "the day of week '1;2' is not *, a value or a range, "
+     'with an optional /step'),
+    # croniter's extensions, which Vertex AI's cron has not.
+    ('0 3 L * *', "the day of month 'L' is not *, a value or a range"),
+    ('0 3 * * 1#2', "the day of week '1#2' is not *, a value or a range"),
+    ('0 3 ? * *', "the day of month '?' is not *, a value or a range"),
+    ('H 3 * * *', "the minute 'H' is not *, a value or a range"),
+    ('0 3 31 2 *', "cron '0 3 31 2 *' never runs: none of its months has "
+     'that day of the month'),
+    ('TZ=Mars/Olympus 0 3 * * *', "cron 'TZ=Mars/Olympus 0 3 * * *' has "
+     "the unknown time zone 'Mars/Olympus': use an IANA name"),
+    (None, 'schedule: cron must be a five-field cron string such as '
+     '"0 3 * * MON", got None'),
 ])
 def test_schedule_rejects_a_bad_cron_before_any_request(template_path, vertex,
                                                         cron, expected):
   job = _job(template_path)
 
-  with pytest.raises(SubmissionError, match=expected):
+  with pytest.raises(SubmissionError) as error:
     schedule(job, cron, 'repairml nightly', SERVICE_ACCOUNT)
+  assert expected in str(error.value)
+  assert '\n' not in str(error.value)
   assert not vertex.requests
 
 
-@pytest.mark.parametrize('cron', ['0 3 * * *', '*/15 0-6,22 1 JAN,jul 0',
-                                  'TZ=UTC 30 2 * * 7'])
+@pytest.mark.parametrize('cron', [
+    '0 3 * * 1', 'TZ=Europe/Berlin 0 3 * * MON', '0 3 * * *',
+    '*/15 0-6,22 1 JAN,jul 0', 'TZ=UTC 30 2 * * 7', '0 3 * * 5-7',
+    'CRON_TZ=America/New_York 0 9-17/2 * * MON-FRI', '0 0 29 2 *'])
 def test_schedule_accepts_valid_crons(template_path, vertex, cron):
   schedule(_job(template_path), cron, 'repairml nightly', SERVICE_ACCOUNT)
 
-  _, _, request = vertex.only_request('ScheduleService/CreateSchedule')
-  assert request.schedule.cron == cron
+  assert vertex.request('CreateSchedule').schedule.cron == cron
+
+
+@pytest.mark.parametrize('name, count, expected', [
+    ('repairml "nightly"', 1, 'schedule: display_name must be 1 to 128 '
+     'characters, without double quotes or backslashes, got'),
+    ('', 1, 'schedule: display_name must be 1 to 128 characters'),
+    ('x' * 129, 1, 'schedule: display_name must be 1 to 128 characters'),
+    ('nightly', 0, 'schedule: max_concurrent_run_count must be an integer >= '
+     '1 \\(runs at a time\\), got 0'),
+])
+def test_schedule_settings_are_checked_before_any_request(
+    template_path, vertex, name, count, expected):
+  with pytest.raises(SubmissionError, match=expected):
+    schedule(_job(template_path), '0 3 * * *', name, SERVICE_ACCOUNT,
+             max_concurrent_run_count=count)
+  assert not vertex.requests
 
 
 def test_schedule_failure_is_one_message(template_path, vertex):
@@ -487,7 +662,7 @@ def test_schedule_failure_is_one_message(template_path, vertex):
     schedule(_job(template_path), '0 3 * * *', 'nightly', SERVICE_ACCOUNT)
 
   assert str(error.value).startswith(
-      "cannot create schedule 'nightly' on Vertex AI: project repairml-prod "
+      "cannot look up schedule 'nightly' on Vertex AI: project repairml-prod "
       'or region europe-west4 was not found')
 
 
@@ -659,20 +834,7 @@ def test_kfp_checks_parameters_and_host_before_calling(template_path):
   assert not client.calls
 
 
-# Labels ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize('text, expected', [
-    ('0123abc', '0123abc'),
-    ('Feature/Label_Test.1', 'feature-label_test-1'),
-    ('jane.doe@example.com', 'jane-doe-example-com'),
-    ('a  b//c', 'a-b-c'),
-    ('Grüße', 'gr-e'),
-    ('x' * 70, 'x' * 63),
-    ('', ''),
-])
-def test_label_value_satisfies_the_label_rules(text, expected):
-  assert label_value(text) == expected
+# Git labels ------------------------------------------------------------------
 
 
 @pytest.fixture

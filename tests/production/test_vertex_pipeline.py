@@ -13,7 +13,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import kubeflow_runner
-from pipeline.config import load_config
+from pipeline.config import ConfigError, load_config
 from pipeline.production import submission, vertex
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -205,11 +205,24 @@ def test_pusher_adds_a_version_to_one_model_and_deploys_a_canary(spec):
   assert serving['model_display_name'] == 'repairml'
   assert serving['endpoint_display_name'] == 'repairml'
   assert serving['traffic_percentage'] == 10
+  assert serving['keep_deployed'] == 2
   assert serving['pipeline_name'] == 'repairml'
   assert re.fullmatch(r'[0-9a-f]{16}', serving['code_version'])
   executor = spec.deployment_spec['executors']['Pusher_executor']
   assert ('pipeline.production.vertex_pusher.Executor' in
           executor['container']['args'])
+
+
+@pytest.mark.parametrize('keep_deployed', [0, -1])
+def test_keep_deployed_must_be_positive(tmp_path, keep_deployed):
+  config = tmp_path / 'vertex.yaml'
+  config.write_text(f'base: {VERTEX_CONFIG}\nvertex:\n  endpoint:\n'
+                    f'    keep_deployed: {keep_deployed}\n', encoding='utf-8')
+
+  with pytest.raises(ConfigError, match=(
+      rf'vertex\.endpoint\.keep_deployed: must be a positive number, got '
+      rf'{keep_deployed}')):
+    load_config(str(config))
 
 
 def test_the_curated_schema_is_read_from_the_component_image(spec):
@@ -262,6 +275,18 @@ def test_an_unsafe_car_model_is_refused_before_compiling(tmp_path, capsys):
       '--submit', '--car-model', "x'; DROP TABLE sessions; --"]) == 2
   err = capsys.readouterr().err
   assert err.startswith('repairml: --car-model:') and 'Traceback' not in err
+  assert not output.exists()
+
+
+def test_a_bad_cron_is_refused_before_compiling(tmp_path, capsys):
+  output = tmp_path / 'pipeline.json'
+  assert kubeflow_runner.main([
+      '--config', VERTEX_CONFIG, '--output', str(output), '--image-tag', TAG,
+      '--schedule', '5-1 * * * *']) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("repairml: --schedule '5-1 * * * *': the minute "
+                        "'5-1' is a range from high to low")
+  assert err.count('\n') == 1 and 'Traceback' not in err
   assert not output.exists()
 
 
@@ -338,6 +363,26 @@ def test_schedule_creates_a_schedule_of_the_compiled_job(compiled, recorded):
   assert recorded['job'].to_dict()['runtimeConfig']['parameterValues'][
       'train_steps'] == 2000
   assert 'scheduled "0 3 * * 1"' in terminal.getvalue()
+
+
+def test_scheduling_again_says_it_updated_the_schedule(compiled, recorded,
+                                                       monkeypatch):
+  import io  # pylint: disable=g-import-not-at-top
+  names = []
+  monkeypatch.setattr(
+      submission, 'schedule',
+      lambda job, cron, display_name, service_account: (
+          names.append(display_name) or submission.Submission(
+              'projects/p/schedules/s', 'https://console/s', created=False)))
+  terminal = io.StringIO()
+
+  _send(compiled, _Args(schedule='0 3 * * 1'), terminal)
+
+  # The display name, which identifies the schedule, is the same every time.
+  assert names == ['repairml schedule']
+  assert terminal.getvalue().startswith(
+      'scheduled "0 3 * * 1" (updated the schedule "repairml schedule"): '
+      'projects/p/schedules/s')
 
 
 def test_kfp_host_starts_a_run_on_the_kubeflow_cluster(compiled, monkeypatch):

@@ -1,43 +1,33 @@
-"""The Vertex AI pusher, offline: the requests the aiplatform SDK would send for a push, stopped at its gapic clients, and the checks made before any request leaves."""
+"""The Vertex AI pusher, offline: the requests the aiplatform SDK would send for a push, stopped at its gapic clients (fake_vertex.py keeps Vertex AI's state), and the checks made before any request leaves."""
 
-import re
-import types as pytypes
+import ast
+from pathlib import Path
 
-import google.auth
 import pytest
 from google.api_core import exceptions as api_exceptions
-from google.auth.credentials import AnonymousCredentials
-from google.cloud.aiplatform import initializer
-from google.cloud.aiplatform_v1.services.endpoint_service import \
-    EndpointServiceClient
-from google.cloud.aiplatform_v1.services.model_service import \
-    ModelServiceClient
-from google.cloud.aiplatform_v1.types import endpoint as gca_endpoint
-from google.cloud.aiplatform_v1.types import endpoint_service
-from google.cloud.aiplatform_v1.types import model as gca_model
-from google.cloud.aiplatform_v1.types import model_service
 from tfx.components import Pusher
 from tfx.dsl.components.base import base_executor, executor_spec
-from tfx.dsl.io import fileio
 from tfx.extensions.google_cloud_ai_platform import constants
 from tfx.proto.orchestration import pipeline_pb2
 from tfx.types import channel, standard_artifacts
 from tfx.utils import json_utils
 
+from fake_vertex import PARENT, PROJECT, PROJECT_NUMBER, REGION
+from fake_vertex import vertex  # pylint: disable=unused-import
+from pipeline.production import model_registry
+from pipeline.production.labels import short_hash
 from pipeline.production.vertex_pusher import (Executor, PushConfigError,
-                                               custom_config, label_value,
+                                               PushError, custom_config,
                                                pipeline_run_id, push_settings)
 
-PROJECT = 'repairml-prod'
-PROJECT_NUMBER = '123456789'  # Vertex AI names resources by project number
-REGION = 'europe-west4'
-PARENT = f'projects/{PROJECT}/locations/{REGION}'
 SERVING_IMAGE = 'europe-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest'
 MODEL_URI = 'gs://repairml-prod-pipelines/root/Trainer/model/7'
 SERVING_URI = MODEL_URI + '/Format-Serving'
+NEXT_MODEL_URI = 'gs://repairml-prod-pipelines/root/Trainer/model/8'
 CODE_VERSION = '0123456789abcdef'
 LOCAL_RUN_ID = '2026-01-05T03:00:00.123456'  # LocalDagRunner's format
 VERTEX_JOB_ID = 'repairml-20260105030000'
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 SETTINGS = dict(project=PROJECT, region=REGION, serving_image=SERVING_IMAGE,
                 model_display_name='repairml',
@@ -49,180 +39,6 @@ SETTINGS = dict(project=PROJECT, region=REGION, serving_image=SERVING_IMAGE,
 
 def _config(**overrides):
   return custom_config(**dict(SETTINGS, **overrides))
-
-
-# --- Vertex AI behind the SDK's gapic clients ---------------------------------
-
-
-class _Operation:
-  """A long-running operation that has finished with `response`."""
-
-  def __init__(self, response):
-    self._response = response
-    self.operation = pytypes.SimpleNamespace(name=f'{PARENT}/operations/1')
-
-  def result(self, timeout=None):
-    del timeout
-    return self._response
-
-
-def _copy(message):
-  return type(message).deserialize(type(message).serialize(message))
-
-
-def _display_name(request) -> str:
-  return re.fullmatch(r'display_name="(.*)"', request['filter']).group(1)
-
-
-class FakeVertex:
-  """Vertex AI's model and endpoint services, in memory.
-
-  Every gapic call the SDK makes is recorded in `requests` as (method,
-  request), with the request proto, or the keyword arguments of a flattened
-  call. `fail[method] = error` makes that method raise.
-  """
-
-  _METHODS = {
-      ModelServiceClient: ('list_models', 'upload_model', 'get_model'),
-      EndpointServiceClient: ('list_endpoints', 'create_endpoint',
-                              'get_endpoint', 'deploy_model'),
-  }
-
-  def __init__(self, monkeypatch):
-    self.requests = []
-    self.fail = {}
-    self.models = {}     # model resource name -> its versions, oldest first
-    self.endpoints = {}  # endpoint resource name -> Endpoint
-    self._next_id = 1000
-    for client, methods in self._METHODS.items():
-      for method in methods:
-        monkeypatch.setattr(client, method, self._recorder(method))
-
-  def _recorder(self, method):
-    handle = getattr(self, '_' + method)
-
-    def call(client, request=None, **kwargs):
-      del client
-      for transport_detail in ('retry', 'timeout', 'metadata'):
-        kwargs.pop(transport_detail, None)
-      self.requests.append((method, request if request is not None
-                            else kwargs))
-      if method in self.fail:
-        raise self.fail[method]
-      return handle(request, **kwargs)
-
-    return call
-
-  def calls(self, method):
-    return [request for name, request in self.requests if name == method]
-
-  def _new_name(self, collection):
-    self._next_id += 1
-    return (f'projects/{PROJECT_NUMBER}/locations/{REGION}/{collection}/'
-            f'{self._next_id}')
-
-  # Models.
-  def _list_models(self, request):
-    wanted = _display_name(request)
-    return [_copy(versions[0]) for versions in self.models.values()
-            if versions[0].display_name == wanted]
-
-  def _upload_model(self, request):
-    model = _copy(request.model)
-    model.supported_deployment_resources_types = [
-        gca_model.Model.DeploymentResourcesType.DEDICATED_RESOURCES]
-    if request.parent_model:
-      model.name = request.parent_model
-      versions = self.models[request.parent_model]
-    else:
-      model.name = self._new_name('models')
-      versions = self.models.setdefault(model.name, [])
-    model.version_id = str(len(versions) + 1)
-    if 'default' in model.version_aliases:
-      for version in versions:
-        version.version_aliases = [
-            alias for alias in version.version_aliases if alias != 'default']
-    versions.append(model)
-    return _Operation(model_service.UploadModelResponse(
-        model=model.name, model_version_id=model.version_id))
-
-  def _get_model(self, request, name):
-    del request
-    resource, _, version_id = name.partition('@')
-    for version in self.models.get(resource, []):
-      if version.version_id == version_id:
-        return _copy(version)
-    raise api_exceptions.NotFound(f'Model {name} not found')
-
-  def add_model(self, display_name):
-    """A Model someone uploaded before; returns its resource name."""
-    self._upload_model(model_service.UploadModelRequest(
-        parent=PARENT, model=gca_model.Model(display_name=display_name,
-                                             version_aliases=['default'])))
-    return list(self.models)[-1]
-
-  # Endpoints.
-  def _list_endpoints(self, request):
-    wanted = _display_name(request)
-    return [_copy(e) for e in self.endpoints.values()
-            if e.display_name == wanted]
-
-  def _create_endpoint(self, request, parent, endpoint, endpoint_id):
-    del request, parent, endpoint_id
-    created = _copy(endpoint)
-    created.name = self._new_name('endpoints')
-    self.endpoints[created.name] = created
-    return _Operation(_copy(created))
-
-  def _get_endpoint(self, request, name):
-    del request
-    if name not in self.endpoints:
-      raise api_exceptions.NotFound(f'Endpoint {name} not found')
-    return _copy(self.endpoints[name])
-
-  def _deploy_model(self, request, endpoint, deployed_model, traffic_split):
-    del request
-    target = self.endpoints[endpoint]
-    deployed = _copy(deployed_model)
-    deployed.id = str(self._next_id + 1)
-    self._next_id += 1
-    deployed.model_version_id = deployed.model.partition('@')[2]
-    target.deployed_models.append(deployed)
-    split = dict(traffic_split)
-    split[deployed.id] = split.pop('0')
-    target.traffic_split = split
-    return _Operation(endpoint_service.DeployModelResponse(
-        deployed_model=deployed))
-
-  def add_endpoint(self, display_name, serving_model=None):
-    """An endpoint that exists already, with `serving_model` taking all its
-    traffic if given; returns its resource name and the deployed model id."""
-    endpoint = gca_endpoint.Endpoint(name=self._new_name('endpoints'),
-                                     display_name=display_name)
-    deployed_id = ''
-    if serving_model:
-      deployed_id = str(self._next_id + 1)
-      self._next_id += 1
-      endpoint.deployed_models = [gca_endpoint.DeployedModel(
-          id=deployed_id, model=serving_model, model_version_id='1')]
-      endpoint.traffic_split = {deployed_id: 100}
-    self.endpoints[endpoint.name] = endpoint
-    return endpoint.name, deployed_id
-
-
-@pytest.fixture
-def vertex(monkeypatch) -> FakeVertex:
-  """The SDK with anonymous credentials and a fresh global configuration,
-  talking to FakeVertex; GCS holds no Estimator export (GetModelPath looks
-  for one before it takes Format-Serving)."""
-  monkeypatch.setattr(initializer, 'global_config', initializer._Config())  # pylint: disable=protected-access
-  monkeypatch.setattr(google.auth, 'default',
-                      lambda *args, **kwargs: (AnonymousCredentials(),
-                                               PROJECT))
-  real_exists = fileio.exists
-  monkeypatch.setattr(fileio, 'exists', lambda path: (
-      False if str(path).startswith('gs://') else real_exists(path)))
-  return FakeVertex(monkeypatch)
 
 
 # --- TFX artifacts ------------------------------------------------------------
@@ -265,11 +81,17 @@ def _push(config=None, blessed=1, model=None, context=None):
   return pushed
 
 
+def _next_model(number=8):
+  return _model(f'gs://repairml-prod-pipelines/root/Trainer/model/{number}',
+                artifact_id=number)
+
+
 # --- custom_config ------------------------------------------------------------
 
 
 def test_custom_config_uses_the_tfx_extension_keys():
-  config = _config(pipeline_name='repairml', labels={'team': 'diagnostics'})
+  config = _config(pipeline_name='repairml', labels={'team': 'diagnostics'},
+                   keep_deployed=3)
 
   assert config == {
       constants.ENABLE_VERTEX_KEY: True,
@@ -284,14 +106,23 @@ def test_custom_config_uses_the_tfx_extension_keys():
           'min_replica_count': 1,
           'max_replica_count': 3,
           'code_version': CODE_VERSION,
-          'is_default_version': True,
+          'keep_deployed': 3,
           'pipeline_name': 'repairml',
           'labels': {'team': 'diagnostics'},
       },
   }
   settings = push_settings(json_utils.loads(json_utils.dumps(config)))
-  assert (settings.project, settings.region, settings.traffic_percentage,
-          settings.labels) == (PROJECT, REGION, 10, {'team': 'diagnostics'})
+  assert (settings.serving.project_id, settings.region,
+          settings.serving.traffic_percentage, settings.serving.keep_deployed,
+          settings.serving.labels) == (PROJECT, REGION, 10, 3,
+                                       {'team': 'diagnostics'})
+
+
+def test_keep_deployed_defaults_to_two():
+  config = _config()
+  del config[constants.SERVING_ARGS_KEY]['keep_deployed']
+
+  assert push_settings(config).serving.keep_deployed == 2
 
 
 def test_the_pusher_component_takes_the_config_and_the_executor():
@@ -307,53 +138,98 @@ def test_the_pusher_component_takes_the_config_and_the_executor():
   assert json_utils.loads(pusher.exec_properties['custom_config']) == config
 
 
+ARGS = 'custom_config.ai_platform_serving_args'
+
+
 @pytest.mark.parametrize('overrides, message', [
-    ({'traffic_percentage': 101}, r'traffic_percentage must be an integer in '
-     r'0\.\.100, got 101'),
-    ({'traffic_percentage': -1}, r'traffic_percentage .* got -1'),
-    ({'traffic_percentage': 12.5}, r'traffic_percentage .* got 12\.5'),
-    ({'traffic_percentage': True}, r'traffic_percentage .* got True'),
-    ({'model_display_name': ''}, r'model_display_name must be a non-empty'),
-    ({'endpoint_display_name': '  '}, r'endpoint_display_name must be a '
-     r'non-empty'),
-    ({'model_display_name': 'repair"ml'}, r'model_display_name .* without '
-     r'double quotes'),
-    ({'project': ''}, r'project_id must be a non-empty'),
-    ({'region': ''}, r'ai_platform_vertex_region must be a non-empty'),
-    ({'serving_image': None}, r'container_image_uri must be a non-empty'),
-    ({'code_version': ''}, r'code_version must be a non-empty'),
-    ({'machine_type': ''}, r'machine_type must be a non-empty'),
-    ({'min_replica_count': 0}, r'min_replica_count must be an integer >= 1'),
+    ({'traffic_percentage': 101}, f'{ARGS}.traffic_percentage must be an '
+     'integer in 0..100, got 101'),
+    ({'traffic_percentage': -1}, f'{ARGS}.traffic_percentage must be an '
+     'integer in 0..100, got -1'),
+    ({'traffic_percentage': 12.5}, f'{ARGS}.traffic_percentage must be an '
+     'integer in 0..100, got 12.5'),
+    # Strict: neither a bool nor a numeric string passes for a number.
+    ({'traffic_percentage': True}, f'{ARGS}.traffic_percentage must be an '
+     'integer in 0..100, got True'),
+    ({'traffic_percentage': '10'}, f'{ARGS}.traffic_percentage must be an '
+     "integer in 0..100, got '10'"),
+    ({'model_display_name': ''}, f'{ARGS}.model_display_name must be a '
+     'non-empty string of at most 128 characters, without double quotes or '
+     "backslashes, got ''"),
+    ({'endpoint_display_name': '  '}, f'{ARGS}.endpoint_display_name must be '
+     'a non-empty string'),
+    ({'model_display_name': 'repair"ml'}, f'{ARGS}.model_display_name must '
+     'be a non-empty string of at most 128 characters, without double quotes'),
+    ({'model_display_name': 'x' * 129}, f'{ARGS}.model_display_name must '
+     'be a non-empty string of at most 128 characters'),
+    ({'project': ''}, f"{ARGS}.project_id must be a non-empty string, got ''"),
+    ({'region': ''}, 'custom_config.ai_platform_vertex_region must be a '
+     "non-empty string, got ''"),
+    ({'serving_image': None}, 'custom_config.ai_platform_vertex_container_'
+     'image_uri must be a non-empty string, got None'),
+    ({'code_version': ''}, f'{ARGS}.code_version must be a non-empty string'),
+    ({'machine_type': ''}, f'{ARGS}.machine_type must be a non-empty string'),
+    ({'min_replica_count': 0}, f'{ARGS}.min_replica_count must be an integer '
+     '>= 1, got 0'),
     ({'max_replica_count': 1, 'min_replica_count': 2},
-     r'max_replica_count \(1\) is below min_replica_count \(2\)'),
-    ({'labels': {'Team': 'x'}}, r"key 'Team', which breaks Google Cloud's "
-     r'label rules'),
-    ({'labels': {'pipeline_run': 'x'}}, r'labels\.pipeline_run is set by the '
-     r'pusher itself'),
-    ({'labels': {'team': 3}}, r'labels\.team must be a string'),
+     f'{ARGS}.max_replica_count (1) is below min_replica_count (2): raise it, '
+     'or lower min_replica_count'),
+    ({'keep_deployed': 0}, f'{ARGS}.keep_deployed must be an integer >= 1, '
+     'got 0'),
+    ({'labels': {'Team': 'x'}}, f"{ARGS}.labels has the key 'Team', which "
+     "breaks Google Cloud's label rules: start with a lowercase letter"),
+    ({'labels': {'pipeline_run': 'x'}}, f"{ARGS}.labels has the key "
+     "'pipeline_run', which the pusher sets itself: remove it"),
+    ({'labels': {'model_uri_hash': 'x'}}, f"{ARGS}.labels has the key "
+     "'model_uri_hash', which the pusher sets itself"),
+    ({'labels': {'team': 3}}, f'{ARGS}.labels.team must be a string, got 3'),
+    ({'labels': {f'l{i}': 'x' for i in range(60)}}, f'{ARGS}.labels has 60 '
+     "labels; with the pusher's own 6 a model version may carry at most 64"),
 ])
 def test_invalid_settings_are_refused_naming_the_key(overrides, message):
-  with pytest.raises(PushConfigError, match=message):
+  with pytest.raises(PushConfigError) as raised:
     _config(**overrides)
+
+  assert str(raised.value).startswith(message)
+  assert '\n' not in str(raised.value)
 
 
 @pytest.mark.parametrize('edit, message', [
     (lambda c: c.pop(constants.ENABLE_VERTEX_KEY),
-     r'ai_platform_enable_vertex must be True'),
+     'custom_config.ai_platform_enable_vertex is missing: set it to true: '
+     'this executor pushes to Vertex AI only'),
+    (lambda c: c.update({constants.ENABLE_VERTEX_KEY: 'true'}),
+     'custom_config.ai_platform_enable_vertex must be true'),
     (lambda c: c[constants.SERVING_ARGS_KEY].update(endpoint_name='x'),
-     r"endpoint_name is not read by this executor: use "
-     r"'endpoint_display_name'"),
+     f"{ARGS} has the key 'endpoint_name', which this executor does not "
+     "read: use 'endpoint_display_name' instead"),
+    (lambda c: c[constants.SERVING_ARGS_KEY].update(is_default_version=True),
+     f"{ARGS} has the key 'is_default_version', which this executor does not "
+     "read: a version becomes the default when it takes all of the "
+     "endpoint's traffic, or with `repairml promote`"),
     (lambda c: c[constants.SERVING_ARGS_KEY].update(traffic_split={'0': 100}),
-     r"unknown key 'traffic_split'"),
+     f'{ARGS}.traffic_split is not a key of {ARGS}; its keys are project_id, '
+     'model_display_name'),
+    (lambda c: c[constants.SERVING_ARGS_KEY].pop('code_version'),
+     f'{ARGS}.code_version is missing: set it to a non-empty string'),
     (lambda c: c.pop(constants.SERVING_ARGS_KEY),
-     r'ai_platform_serving_args must be a dict, got None'),
+     'custom_config.ai_platform_serving_args is missing: set it to a '
+     'mapping: build it with vertex_pusher.custom_config(...)'),
 ])
 def test_a_hand_written_config_is_checked_too(edit, message):
   config = _config()
   edit(config)
 
-  with pytest.raises(PushConfigError, match=message):
+  with pytest.raises(PushConfigError) as raised:
     push_settings(config)
+
+  assert str(raised.value).startswith(message)
+
+
+def test_a_config_that_is_no_mapping_is_refused():
+  with pytest.raises(PushConfigError, match=r'^custom_config must be a '
+                     r'mapping, got None$'):
+    push_settings(None)
 
 
 def test_an_invalid_config_fails_before_any_request(vertex):
@@ -376,20 +252,37 @@ def test_an_invalid_config_fails_also_for_an_unblessed_model(vertex):
   assert not vertex.requests
 
 
+def _project_imports(module: str, seen=None):
+  """The project modules `module` imports, directly or through others."""
+  seen = set() if seen is None else seen
+  path = PROJECT_ROOT.joinpath(*module.split('.')).with_suffix('.py')
+  if module in seen or not path.exists():
+    return seen
+  seen.add(module)
+  for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+    names = []
+    if isinstance(node, ast.Import):
+      names = [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      names = [node.module] + [f'{node.module}.{alias.name}'
+                               for alias in node.names]
+    for name in names:
+      if name.split('.')[0] in ('pipeline', 'serving', 'models', 'data'):
+        _project_imports(name, seen)
+  return seen
+
+
+def test_the_executor_does_not_import_client_side_code():
+  # The executor runs in the component image, which needs none of the
+  # submission code (credentials, git, the KFP client).
+  imported = _project_imports('pipeline.production.vertex_pusher')
+
+  assert 'pipeline.production.labels' in imported
+  assert 'pipeline.production.model_registry' in imported
+  assert 'pipeline.production.submission' not in imported
+
+
 # --- Labels and the pipeline run ----------------------------------------------
-
-
-@pytest.mark.parametrize('text, value', [
-    ('repairml-20260105030000', 'repairml-20260105030000'),
-    (LOCAL_RUN_ID, '2026-01-05t03-00-00-123456'),
-    ('Repair ML/v2.1+RC', 'repair-ml-v2-1-rc'),
-    ('under_score-dash', 'under_score-dash'),
-    ('', ''),
-    ('x' * 80, 'x' * 63),
-])
-def test_label_values_follow_google_cloud_rules(text, value):
-  assert label_value(text) == value
-  assert re.fullmatch(r'[a-z0-9_-]{0,63}', label_value(text))
 
 
 def test_the_run_id_comes_from_the_context_of_the_portable_launcher():
@@ -421,20 +314,18 @@ def test_an_unknown_run_id_is_none(context):
 def test_the_first_push_creates_the_model_and_the_endpoint(vertex):
   pushed = _push()
 
-  # The SDK also reads the model and the endpoint back, as often as it likes.
-  assert [method for method, _ in vertex.requests
-          if not method.startswith('get_')] == [
-              'list_models', 'upload_model', 'list_endpoints',
-              'create_endpoint', 'deploy_model']
+  assert vertex.changes() == ['create_endpoint', 'upload_model',
+                              'deploy_model']
   [listing] = vertex.calls('list_models')
   assert listing == {'parent': PARENT, 'filter': 'display_name="repairml"'}
+  # No Model yet, so no version of it to look for.
+  assert not vertex.calls('list_model_versions')
   [upload] = vertex.calls('upload_model')
   assert upload.parent == PARENT
   assert upload.parent_model == ''
   assert upload.model.display_name == 'repairml'
   assert upload.model.artifact_uri == SERVING_URI
   assert upload.model.container_spec.image_uri == SERVING_IMAGE
-  assert list(upload.model.version_aliases) == ['default']
   assert upload.model.version_description == (
       f'{SERVING_URI}, pipeline run {LOCAL_RUN_ID}')
   assert dict(upload.model.labels) == {
@@ -442,6 +333,7 @@ def test_the_first_push_creates_the_model_and_the_endpoint(vertex):
       'pipeline_run': '2026-01-05t03-00-00-123456',
       'code_version': CODE_VERSION,
       'model_artifact_id': '7',
+      'model_uri_hash': short_hash(SERVING_URI),
   }
   [created] = vertex.calls('create_endpoint')
   assert created['parent'] == PARENT
@@ -459,8 +351,10 @@ def test_the_first_push_creates_the_model_and_the_endpoint(vertex):
   resources = deploy['deployed_model'].dedicated_resources
   assert resources.machine_spec.machine_type == 'n1-standard-4'
   assert (resources.min_replica_count, resources.max_replica_count) == (1, 3)
+  # The first version of a Model is its default.
+  assert vertex.default_version(model_name) == '1'
 
-  deployed_id = vertex.endpoints[endpoint_name].deployed_models[0].id
+  [(deployed_id, _)] = vertex.deployed(endpoint_name)
   assert pushed.get_int_custom_property('pushed') == 1
   assert pushed.get_string_custom_property('pushed_destination') == (
       f'{model_name}@1')
@@ -470,24 +364,29 @@ def test_the_first_push_creates_the_model_and_the_endpoint(vertex):
   assert pushed.get_int_custom_property('traffic_percentage') == 100
 
 
-def test_the_second_push_adds_a_version_and_deploys_it_as_a_canary(vertex):
+def test_the_second_push_deploys_a_canary_that_is_not_the_default(vertex):
   first = _push()
   [model_name] = vertex.models
   [endpoint_name] = vertex.endpoints
   first_deployed = first.get_string_custom_property('deployed_model_id')
   vertex.requests.clear()
 
-  second = _push(model=_model('gs://repairml-prod-pipelines/root/Trainer/'
-                              'model/8', artifact_id=8),
+  second = _push(model=_next_model(),
                  context=_local_context('2026-01-06T03:00:00'))
 
+  [lookup] = vertex.calls('list_model_versions')
+  assert lookup.name == model_name
+  assert lookup.filter == (
+      f'labels.model_uri_hash="{short_hash(NEXT_MODEL_URI + "/Format-Serving")}"')
   [upload] = vertex.calls('upload_model')
   assert upload.parent_model == model_name
-  assert upload.model.display_name == 'repairml'
-  assert upload.model.artifact_uri == (
-      'gs://repairml-prod-pipelines/root/Trainer/model/8/Format-Serving')
+  assert upload.model.artifact_uri == NEXT_MODEL_URI + '/Format-Serving'
   assert upload.model.labels['pipeline_run'] == '2026-01-06t03-00-00'
   assert upload.model.labels['model_artifact_id'] == '8'
+  # A canary is uploaded as a non-default version and stays one.
+  assert list(upload.model.version_aliases) == []
+  assert not vertex.calls('merge_version_aliases')
+  assert vertex.default_version(model_name) == '1'
   assert not vertex.calls('create_endpoint')
   [deploy] = vertex.calls('deploy_model')
   assert deploy['endpoint'] == endpoint_name
@@ -495,9 +394,8 @@ def test_the_second_push_adds_a_version_and_deploys_it_as_a_canary(vertex):
   assert dict(deploy['traffic_split']) == {first_deployed: 90, '0': 10}
 
   second_deployed = second.get_string_custom_property('deployed_model_id')
-  assert second_deployed not in ('', first_deployed)
-  assert dict(vertex.endpoints[endpoint_name].traffic_split) == {
-      first_deployed: 90, second_deployed: 10}
+  assert vertex.traffic(endpoint_name) == {first_deployed: 90,
+                                           second_deployed: 10}
   assert [v.version_id for v in vertex.models[model_name]] == ['1', '2']
   assert second.get_string_custom_property('pushed_destination') == (
       f'{model_name}@2')
@@ -506,8 +404,8 @@ def test_the_second_push_adds_a_version_and_deploys_it_as_a_canary(vertex):
 
 def test_a_push_extends_a_model_and_an_endpoint_that_exist_already(vertex):
   model_name = vertex.add_model('repairml')
-  endpoint_name, serving = vertex.add_endpoint(
-      'repairml-endpoint', serving_model=f'{model_name}@1')
+  endpoint_name, [serving] = vertex.add_endpoint(
+      'repairml-endpoint', serving=[f'{model_name}@1'])
   vertex.add_model('another-model')
 
   pushed = _push(_config(traffic_percentage=25))
@@ -520,16 +418,24 @@ def test_a_push_extends_a_model_and_an_endpoint_that_exist_already(vertex):
   assert pushed.get_string_custom_property('pushed_destination') == (
       f'{model_name}@2')
   assert pushed.get_int_custom_property('traffic_percentage') == 25
+  assert vertex.default_version(model_name) == '1'
 
 
-def test_a_version_that_is_not_the_default_keeps_the_default_alias(vertex):
+def test_a_version_that_takes_all_traffic_becomes_the_default(vertex):
+  # The Model exists, but nothing serves on its endpoint (a new endpoint).
   model_name = vertex.add_model('repairml')
 
-  _push(_config(is_default_version=False))
+  pushed = _push()
 
   [upload] = vertex.calls('upload_model')
   assert list(upload.model.version_aliases) == []
-  assert list(vertex.models[model_name][0].version_aliases) == ['default']
+  [merge] = vertex.calls('merge_version_aliases')
+  assert merge == {'name': f'{model_name}@2', 'version_aliases': ['default']}
+  # The alias moved only after the deploy succeeded.
+  assert vertex.changes() == ['create_endpoint', 'upload_model',
+                              'deploy_model', 'merge_version_aliases']
+  assert vertex.default_version(model_name) == '2'
+  assert pushed.get_int_custom_property('traffic_percentage') == 100
 
 
 def test_on_vertex_the_labels_name_the_pipeline_job(vertex):
@@ -543,6 +449,7 @@ def test_on_vertex_the_labels_name_the_pipeline_job(vertex):
       'pipeline_run': VERTEX_JOB_ID,
       'code_version': CODE_VERSION,
       'model_artifact_id': '7',
+      'model_uri_hash': short_hash(SERVING_URI),
       'team': 'diagnostics-eu',
   }
 
@@ -602,8 +509,168 @@ def test_permission_denied_becomes_one_message_naming_project_and_region(
       f'{PROJECT}, region {REGION}: PermissionDenied: Permission '
       'aiplatform.models.list denied.')
   assert 'roles/aiplatform.user' in message
+  assert '\n' not in message
   assert isinstance(raised.value.__cause__, api_exceptions.PermissionDenied)
   assert not vertex.calls('upload_model')
+
+
+# --- Retrying a push ----------------------------------------------------------
+
+
+def _serving_endpoint(vertex):
+  """The Model at version 1, serving all traffic of its endpoint."""
+  model_name = vertex.add_model('repairml')
+  endpoint_name, [serving] = vertex.add_endpoint(
+      'repairml-endpoint', serving=[f'{model_name}@1'])
+  return model_name, endpoint_name, serving
+
+
+def test_pushing_the_same_model_twice_gives_one_version(vertex):
+  model_name, endpoint_name, serving = _serving_endpoint(vertex)
+  first = _push()
+  after_first = vertex.state()
+  vertex.requests.clear()
+
+  again = _push()
+
+  assert not vertex.calls('upload_model')
+  assert not vertex.calls('deploy_model')
+  assert vertex.changes() == []
+  assert vertex.state() == after_first
+  assert [v.version_id for v in vertex.models[model_name]] == ['1', '2']
+  canary = first.get_string_custom_property('deployed_model_id')
+  assert vertex.traffic(endpoint_name) == {serving: 90, canary: 10}
+  for name in ('pushed_destination', 'pushed_version', 'endpoint',
+               'deployed_model_id'):
+    assert (again.get_string_custom_property(name) ==
+            first.get_string_custom_property(name))
+  assert again.get_int_custom_property('traffic_percentage') == 10
+
+
+def test_the_identity_is_the_model_uri_not_the_artifact_id(vertex):
+  # Another metadata store counts its artifacts from 1 as well: the same id
+  # with another URI is another model.
+  _serving_endpoint(vertex)
+  _push(model=_model(MODEL_URI, artifact_id=7))
+  vertex.requests.clear()
+
+  _push(model=_model(NEXT_MODEL_URI, artifact_id=7))
+
+  [upload] = vertex.calls('upload_model')
+  assert upload.model.labels['model_uri_hash'] == short_hash(
+      NEXT_MODEL_URI + '/Format-Serving')
+
+
+def test_a_retry_after_a_lost_upload_answer_deploys_that_upload(vertex):
+  model_name, endpoint_name, _ = _serving_endpoint(vertex)
+  vertex.lose_response['upload_model'] = api_exceptions.DeadlineExceeded(
+      'Deadline exceeded')
+  with pytest.raises(RuntimeError, match='DeadlineExceeded'):
+    _push()
+  assert [v.version_id for v in vertex.models[model_name]] == ['1', '2']
+  vertex.requests.clear()
+
+  pushed = _push()
+
+  assert not vertex.calls('upload_model')
+  [deploy] = vertex.calls('deploy_model')
+  assert deploy['deployed_model'].model == f'{model_name}@2'
+  assert [v.version_id for v in vertex.models[model_name]] == ['1', '2']
+  assert pushed.get_string_custom_property('pushed_version') == '2'
+  assert len(vertex.deployed(endpoint_name)) == 2
+
+
+def test_a_retry_after_a_lost_deploy_answer_ends_as_one_push(vertex):
+  # The deploy happened, but its answer was lost: the push took it for a
+  # failure, could not delete the (deployed) version, and labelled it.
+  model_name, endpoint_name, serving = _serving_endpoint(vertex)
+  vertex.lose_response['deploy_model'] = api_exceptions.ServiceUnavailable(
+      'Connection reset')
+  with pytest.raises(PushError, match='labelled push_state=failed'):
+    _push()
+  assert vertex.models[model_name][1].labels['push_state'] == 'failed'
+  vertex.requests.clear()
+
+  pushed = _push()
+
+  assert not vertex.calls('upload_model')
+  assert not vertex.calls('deploy_model')
+  [relabel] = vertex.calls('update_model')
+  assert relabel['model'].name == f'{model_name}@2'
+  assert 'push_state' not in vertex.models[model_name][1].labels
+  [(_, first_version), (canary, second_version)] = vertex.deployed(
+      endpoint_name)
+  assert (first_version, second_version) == ('1', '2')
+  assert vertex.traffic(endpoint_name) == {serving: 90, canary: 10}
+  assert pushed.get_string_custom_property('deployed_model_id') == canary
+
+
+# --- A failed deploy ----------------------------------------------------------
+
+
+def test_a_failed_deploy_deletes_the_version_it_uploaded(vertex):
+  model_name, endpoint_name, serving = _serving_endpoint(vertex)
+  before = vertex.state()
+  vertex.fail['deploy_model'] = api_exceptions.ResourceExhausted(
+      'Quota exceeded for n1-standard-4 in europe-west4')
+
+  with pytest.raises(PushError) as raised:
+    _push()
+
+  message = str(raised.value)
+  assert '\n' not in message
+  assert message.startswith(
+      f'Vertex AI failed deploying {model_name}@2 to {endpoint_name} in '
+      f'project {PROJECT}, region {REGION}: ResourceExhausted: Quota '
+      'exceeded for n1-standard-4 in europe-west4.')
+  assert message.endswith(
+      f'The push failed; the version it uploaded ({model_name}@2) is deleted '
+      'again, so the Model and the endpoint are as they were.')
+  [delete] = vertex.calls('delete_model_version')
+  assert delete == {'name': f'{model_name}@2'}
+  assert vertex.state() == before
+  assert vertex.traffic(endpoint_name) == {serving: 100}
+
+
+def test_a_failed_first_deploy_deletes_the_model_it_created(vertex):
+  vertex.fail['deploy_model'] = api_exceptions.InvalidArgument(
+      'Machine type n1-standard-4 is not supported')
+
+  with pytest.raises(PushError, match=r'the Model it created \(.*@1\) is '
+                     'deleted again'):
+    _push()
+
+  [deploy] = vertex.calls('deploy_model')
+  created = deploy['deployed_model'].model.partition('@')[0]
+  [delete] = vertex.calls('delete_model')
+  assert delete == {'name': created}
+  assert vertex.models == {}
+  [endpoint_name] = vertex.endpoints
+  assert vertex.traffic(endpoint_name) == {}
+
+
+def test_a_version_that_cannot_be_deleted_is_labelled_failed(vertex):
+  model_name, endpoint_name, serving = _serving_endpoint(vertex)
+  vertex.fail['deploy_model'] = api_exceptions.InternalServerError('Boom')
+  vertex.fail['delete_model_version'] = api_exceptions.ServiceUnavailable(
+      'Try again later')
+
+  with pytest.raises(PushError) as raised:
+    _push()
+
+  message = str(raised.value)
+  assert 'InternalServerError: Boom' in message
+  assert ('deleting the version it uploaded failed too (Vertex AI failed '
+          f'deleting {model_name}@2') in message
+  assert (f'so {model_name}@2 is labelled push_state=failed: delete it by '
+          'hand') in message
+  [relabel] = vertex.calls('update_model')
+  assert relabel['model'].name == f'{model_name}@2'
+  assert list(relabel['update_mask'].paths) == ['labels']
+  failed = vertex.models[model_name][1]
+  assert failed.labels['push_state'] == 'failed'
+  assert failed.labels['model_uri_hash'] == short_hash(SERVING_URI)
+  assert vertex.traffic(endpoint_name) == {serving: 100}
 
 
 def test_a_missing_endpoint_at_deploy_time_is_reported_with_the_step(vertex):
@@ -617,3 +684,117 @@ def test_a_missing_endpoint_at_deploy_time_is_reported_with_the_step(vertex):
       r'NotFound: Endpoint was deleted')):
     _push()
 
+
+# --- keep_deployed ------------------------------------------------------------
+
+
+def test_within_keep_deployed_nothing_is_undeployed(vertex):
+  _serving_endpoint(vertex)
+
+  _push(_config(keep_deployed=2))
+
+  assert not vertex.calls('undeploy_model')
+
+
+def test_the_oldest_canaries_beyond_keep_deployed_are_undeployed(vertex):
+  model_name = vertex.add_model('repairml', versions=3)
+  # Version 1 is the default and serves most; 2 and 3 are older canaries.
+  endpoint_name, [stable, oldest, older] = vertex.add_endpoint(
+      'repairml-endpoint',
+      serving=[f'{model_name}@1', f'{model_name}@2', f'{model_name}@3'],
+      traffic=[80, 15, 5])
+  other_model = vertex.add_model('another-model')
+  _, [foreign] = vertex.add_endpoint('unused', serving=[f'{other_model}@1'])
+
+  pushed = _push(_config(keep_deployed=2))
+
+  new = pushed.get_string_custom_property('deployed_model_id')
+  undeploys = vertex.calls('undeploy_model')
+  assert [u['deployed_model_id'] for u in undeploys] == [oldest, older]
+  # The new version keeps its 10 %; the default version takes the rest.
+  for undeploy in undeploys:
+    assert dict(undeploy['traffic_split']) == {stable: 90, new: 10}
+  assert vertex.deployed(endpoint_name) == [(stable, '1'), (new, '4')]
+  assert vertex.traffic(endpoint_name) == {stable: 90, new: 10}
+  assert vertex.default_version(model_name) == '1'
+  assert pushed.get_int_custom_property('traffic_percentage') == 10
+  assert foreign not in {u['deployed_model_id'] for u in undeploys}
+
+
+def test_undeployed_traffic_is_shared_in_proportion(vertex):
+  model_name = vertex.add_model('repairml', versions=3)
+  endpoint_name, [old, stable, canary] = vertex.add_endpoint(
+      'repairml-endpoint',
+      serving=[f'{model_name}@1', f'{model_name}@2', f'{model_name}@3'],
+      traffic=[20, 60, 20])
+  # Version 2 was promoted: it is the default.
+  vertex.models[model_name][0].version_aliases = []
+  vertex.models[model_name][1].version_aliases = ['default']
+
+  pushed = _push(_config(keep_deployed=3, traffic_percentage=20))
+
+  new = pushed.get_string_custom_property('deployed_model_id')
+  # After the deploy: 1 -> 16, 2 -> 48, 3 -> 16, new -> 20. The 16 of the
+  # oldest go to 2 and 3 in proportion (3:1); the new version keeps 20.
+  [undeploy] = vertex.calls('undeploy_model')
+  assert undeploy['deployed_model_id'] == old
+  assert vertex.traffic(endpoint_name) == {stable: 60, canary: 20, new: 20}
+
+
+def test_keep_deployed_one_replaces_the_serving_version(vertex):
+  model_name, endpoint_name, serving = _serving_endpoint(vertex)
+
+  pushed = _push(_config(keep_deployed=1))
+
+  [undeploy] = vertex.calls('undeploy_model')
+  new = pushed.get_string_custom_property('deployed_model_id')
+  assert undeploy['deployed_model_id'] == serving
+  assert dict(undeploy['traffic_split']) == {new: 100}
+  assert vertex.deployed(endpoint_name) == [(new, '2')]
+  # Alone, it serves everything, so it is the default now.
+  assert vertex.default_version(model_name) == '2'
+  assert pushed.get_int_custom_property('traffic_percentage') == 100
+
+
+def test_a_failure_after_the_deploy_keeps_the_deployment_for_a_retry(vertex):
+  model_name, endpoint_name, serving = _serving_endpoint(vertex)
+  vertex.fail['undeploy_model'] = api_exceptions.ServiceUnavailable(
+      'Try again later')
+
+  with pytest.raises(PushError) as raised:
+    _push(_config(keep_deployed=1))
+
+  message = str(raised.value)
+  assert message.startswith(f'Vertex AI failed undeploying {serving} from '
+                            f'{endpoint_name}')
+  assert (f'{model_name}@2 is deployed on {endpoint_name} as ') in message
+  assert message.endswith('but the push did not finish: run the pipeline '
+                          'again, which reuses the deployment and finishes '
+                          'it.')
+  assert not vertex.calls('delete_model_version')
+  del vertex.fail['undeploy_model']
+  vertex.requests.clear()
+
+  pushed = _push(_config(keep_deployed=1))
+
+  assert not vertex.calls('upload_model') and not vertex.calls('deploy_model')
+  new = pushed.get_string_custom_property('deployed_model_id')
+  assert vertex.deployed(endpoint_name) == [(new, '2')]
+  assert vertex.default_version(model_name) == '2'
+
+
+@pytest.mark.parametrize('split, removed, expected', [
+    ({'a': 81, 'b': 9, 'n': 10}, ['b'], {'a': 90, 'n': 10}),
+    ({'a': 45, 'b': 45, 'c': 0, 'n': 10}, ['c'], {'a': 45, 'b': 45, 'n': 10}),
+    ({'a': 50, 'b': 25, 'c': 15, 'n': 10}, ['a'], {'b': 56, 'c': 34, 'n': 10}),
+    ({'a': 0, 'b': 0, 'c': 90, 'n': 10}, ['c'], {'a': 45, 'b': 45, 'n': 10}),
+    ({'a': 90, 'n': 10}, ['a'], {'n': 100}),
+    ({'a': 1, 'b': 1, 'c': 1, 'n': 97}, [], {'a': 1, 'b': 1, 'c': 1, 'n': 97}),
+])
+def test_traffic_without_keeps_the_fixed_share_and_sums_to_100(
+    split, removed, expected):
+  result = model_registry.traffic_without(split, list(split), removed,
+                                          fixed='n')
+
+  assert result == expected
+  assert sum(result.values()) == 100
