@@ -29,10 +29,12 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from pipeline import settings
+from pipeline.code_version import code_version
 from pipeline.config import Config
 from pipeline.platform import SessionSource
 from pipeline.production import bigquery, runtime_parameters, vertex_pusher
 
+VERTEX_PUSHER_MODULE = 'pipeline.production.vertex_pusher'
 # Where the Dockerfile puts the project inside the component image.
 IMAGE_WORKDIR = '/pipeline'
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -198,7 +200,7 @@ def trainer(config: Config, image: str, model_settings: Dict[str, Any],
       **inputs)
 
 
-def pusher(config: Config, code_version: str,
+def pusher(config: Config, model_code_version: str,
            **inputs) -> tfx.components.Pusher:
   """Adds the blessed model as a new version of one Vertex AI Model, and
   deploys it to the endpoint with the configured share of traffic, keeping
@@ -218,9 +220,10 @@ def pusher(config: Config, code_version: str,
           machine_type=endpoint.machine_type,
           min_replica_count=endpoint.min_replica_count,
           max_replica_count=endpoint.max_replica_count,
-          code_version=code_version,
+          code_version=model_code_version,
           keep_deployed=endpoint.keep_deployed,
-          pipeline_name=config.pipeline_name),
+          pipeline_name=config.pipeline_name,
+          pusher_code_version=code_version(VERTEX_PUSHER_MODULE)),
       custom_executor_spec=executor_spec.ExecutorClassSpec(
           vertex_pusher.Executor),
       **inputs)

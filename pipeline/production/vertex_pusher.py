@@ -185,6 +185,9 @@ class PushSettings(BaseModel):
       description=_TEXT)
   ai_platform_serving_args: ServingArgs = Field(
       description='a mapping: build it with vertex_pusher.custom_config(...)')
+  # This executor's own code version (pipeline/code_version.py): read by
+  # nobody, it makes a change to the push code a change of the cache key.
+  pusher_code_version: str = Field('', description='a string')
 
   @property
   def region(self) -> str:
@@ -212,7 +215,8 @@ def custom_config(project: str,
                   *,
                   keep_deployed: int = 2,
                   pipeline_name: str = '',
-                  labels: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+                  labels: Optional[Mapping[str, str]] = None,
+                  pusher_code_version: str = '') -> Dict[str, Any]:
   """The Pusher's custom_config, checked now rather than at push time.
 
   Args:
@@ -236,6 +240,8 @@ def custom_config(project: str,
       the executor the pipeline's name (Vertex AI Pipelines does not).
     labels: more labels for each model version; the keys must follow Google
       Cloud's label rules and may not be one of the labels set here.
+    pusher_code_version: the code version of this executor, so that TFX's
+      cache sees a change to it.
 
   Returns:
     {ENABLE_VERTEX_KEY: True, VERTEX_REGION_KEY: region,
@@ -265,6 +271,7 @@ def custom_config(project: str,
           'pipeline_name': pipeline_name,
           'labels': dict(labels or {}),
       },
+      'pusher_code_version': pusher_code_version,
   }
   push_settings(config)
   return config

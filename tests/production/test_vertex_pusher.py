@@ -110,6 +110,7 @@ def test_custom_config_uses_the_tfx_extension_keys():
           'pipeline_name': 'repairml',
           'labels': {'team': 'diagnostics'},
       },
+      'pusher_code_version': '',
   }
   settings = push_settings(json_utils.loads(json_utils.dumps(config)))
   assert (settings.serving.project_id, settings.region,
