@@ -50,8 +50,8 @@ def _run_and_summarize(config, summary_path, terminal, progress):
   # pylint: disable=g-import-not-at-top
   from absl import logging
   import ml_metadata as mlmd
-  from tfx import v1 as tfx
   from tfx.orchestration import metadata
+  from tfx.orchestration.local.local_dag_runner import LocalDagRunner
   from pipeline import run_summary
   from pipeline.pipeline import create_pipeline
   # pylint: enable=g-import-not-at-top
@@ -64,7 +64,7 @@ def _run_and_summarize(config, summary_path, terminal, progress):
   with progress.component_progress(
       terminal, len(tfx_pipeline.components)) as component_progress:
     try:
-      tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
+      LocalDagRunner().run(tfx_pipeline)
     except Exception as e:  # pylint: disable=broad-except
       # Any failure is reported in the summary; its trace is in the log.
       logging.exception('The pipeline run failed.')

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
 from models import export, hyperparameters, losses, thresholds
@@ -89,7 +89,7 @@ def vocabulary_sizes(model_settings: Dict[str, Any],
   }
 
 
-def datasets(fn_args: tfx.components.FnArgs, model_settings: Dict[str, Any],
+def datasets(fn_args: FnArgs, model_settings: Dict[str, Any],
              transform_output: tft.TFTransformOutput, batch_size: int):
   """The train and eval datasets of a Trainer or Tuner run."""
   seed = model_settings['training']['seed']
@@ -163,7 +163,7 @@ def training_loss(model_settings: Dict[str, Any], loss_name: str, train):
                           focal_gamma=model_settings['training']['focal_gamma'])
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
   """Trains with the tuned (or configured) hyperparameters and exports."""
   model_settings = fn_args.custom_config
   training = model_settings['training']

@@ -7,7 +7,8 @@ budget could end below the configuration it was meant to improve.
 
 import keras_tuner
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx.components.tuner.component import TunerFnResult
 
 from models import hyperparameters, training
 from models.model import build_model
@@ -24,7 +25,7 @@ class ConfiguredFirstOracle(keras_tuner.oracles.BayesianOptimizationOracle):
     return super().populate_space(trial_id)
 
 
-def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
   """Returns the tuner and the arguments its search is run with."""
   model_settings = fn_args.custom_config
   settings = model_settings['training']
@@ -51,7 +52,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
       hypermodel=hypermodel,
       directory=fn_args.working_dir,
       project_name='repair_model_tuning')
-  return tfx.components.TunerFnResult(
+  return TunerFnResult(
       tuner=tuner,
       fit_kwargs={
           'x': train,

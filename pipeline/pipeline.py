@@ -14,7 +14,17 @@ else, and every edge, is the same.
 
 from typing import Optional
 
-from tfx import v1 as tfx
+from tfx.components import (ExampleValidator, SchemaGen, StatisticsGen,
+                            Transform)
+from tfx.components.schema_gen.import_schema_gen.component import (
+    ImportSchemaGen)
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy)
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import trainer_pb2
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 from pipeline import evaluation, settings
 from pipeline.code_version import code_version
@@ -33,7 +43,7 @@ def create_pipeline(
     metadata_connection_config=None,
     enable_cache: bool = True,
     image: Optional[str] = None,
-) -> tfx.dsl.Pipeline:
+) -> Pipeline:
   """Wires every component of a run described by `config`.
 
   `image` is the component image (with its tag) that runs a Vertex AI
@@ -42,21 +52,21 @@ def create_pipeline(
   platform = platform_for(config, image)
   source = platform.session_source()
   example_gen = source.example_gen
-  curated_schema = tfx.components.ImportSchemaGen(
+  curated_schema = ImportSchemaGen(
       schema_file=platform.schema_file()).with_id('CuratedSchema')
-  statistics_gen = tfx.components.StatisticsGen(
+  statistics_gen = StatisticsGen(
       examples=example_gen.outputs['examples'],
       schema=curated_schema.outputs['schema'])
-  proposed_schema = tfx.components.SchemaGen(
+  proposed_schema = SchemaGen(
       statistics=statistics_gen.outputs['statistics'],
       infer_feature_shape=True).with_id('ProposedSchema')
-  example_validator = tfx.components.ExampleValidator(
+  example_validator = ExampleValidator(
       statistics=statistics_gen.outputs['statistics'],
       schema=curated_schema.outputs['schema'])
   data_gate = DataGate(anomalies=example_validator.outputs['anomalies'],
                        code_version=code_version(DATA_GATE_MODULE))
 
-  transform = tfx.components.Transform(
+  transform = Transform(
       examples=example_gen.outputs['examples'],
       schema=curated_schema.outputs['schema'],
       preprocessing_fn=settings.PREPROCESSING_FN,
@@ -72,8 +82,8 @@ def create_pipeline(
         tuner_fn=settings.TUNER_FN,
         examples=transform.outputs['transformed_examples'],
         transform_graph=transform.outputs['transform_graph'],
-        train_args=tfx.proto.TrainArgs(num_steps=config.tuning.steps_per_trial),
-        eval_args=tfx.proto.EvalArgs(num_steps=training.eval_steps))
+        train_args=trainer_pb2.TrainArgs(num_steps=config.tuning.steps_per_trial),
+        eval_args=trainer_pb2.EvalArgs(num_steps=training.eval_steps))
 
   trainer = platform.trainer(
       run_fn=settings.RUN_FN,
@@ -81,13 +91,12 @@ def create_pipeline(
       transform_graph=transform.outputs['transform_graph'],
       hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
       train_args=source.train_args,
-      eval_args=tfx.proto.EvalArgs(num_steps=training.eval_steps))
+      eval_args=trainer_pb2.EvalArgs(num_steps=training.eval_steps))
 
-  latest_blessed_model = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-      model_blessing=tfx.dsl.Channel(
-          type=tfx.types.standard_artifacts.ModelBlessing),
+  latest_blessed_model = Resolver(
+      strategy_class=LatestBlessedModelStrategy,
+      model=Channel(type=standard_artifacts.Model),
+      model_blessing=Channel(type=standard_artifacts.ModelBlessing),
   ).with_id('LatestBlessedModel')
 
   evaluator = Evaluator(
@@ -106,7 +115,7 @@ def create_pipeline(
       curated_schema, statistics_gen, proposed_schema, example_validator,
       data_gate, transform] + ([tuner] if tuner else []) + [
           trainer, latest_blessed_model, evaluator, pusher]
-  return tfx.dsl.Pipeline(
+  return Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.paths.pipeline_root,
       components=components,

@@ -12,7 +12,8 @@ from typing import List
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact, artifact_utils, standard_artifacts
 
 ANOMALIES_FILE = 'SchemaDiff.pb'
@@ -65,11 +66,11 @@ def anomaly_report(found: List[DataAnomaly]) -> str:
   return '\n'.join(lines)
 
 
-@tfx.dsl.components.component
+@component
 def DataGate(
-    anomalies: tfx.dsl.components.InputArtifact[
+    anomalies: InputArtifact[
         standard_artifacts.ExampleAnomalies],
-    code_version: tfx.dsl.components.Parameter[str]) -> None:
+    code_version: Parameter[str]) -> None:
   """Fails the run when ExampleValidator found anomalies in any split.
 
   `code_version` is this module's (pipeline/code_version.py): a fix to the
