@@ -19,10 +19,11 @@ Its executor runs TFX's Evaluator executor, and then records on the blessing
 an `evaluation_key`: a hash of what decides the result (the examples, the
 candidate model, the EvalConfig, the splits and the code version) and where
 the evaluation is. When the candidate is the baseline and the baseline's
-blessing has the same key, the evaluation is copied instead of recomputed, and
-the new blessing says which blessing it repeats. That copy leaves out
-`current_model_id`, so the Resolver keeps returning the original blessing: the
-next identical run has exactly this run's inputs and TFX serves it from cache.
+blessing has the same key, the evaluation is copied instead of recomputed
+(a few files), and the new blessing, otherwise the same, names the blessing
+it repeats. It stays a complete blessing of the model (`current_model_id`
+included): Vertex AI's resolver takes the newest blessing with `blessed = 1`
+and looks its model up by that id.
 """
 
 import hashlib
@@ -118,8 +119,7 @@ class Executor(evaluator_executor.Executor):
     io_utils.copy_dir(source, evaluation.uri)
     io_utils.copy_dir(earlier.uri, blessing.uri)
     for name, value in earlier.mlmd_artifact.custom_properties.items():
-      if name != constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY:
-        blessing.mlmd_artifact.custom_properties[name].CopyFrom(value)
+      blessing.mlmd_artifact.custom_properties[name].CopyFrom(value)
     blessing.set_int_custom_property(REPEATS_BLESSING_PROPERTY, earlier.id)
 
 

@@ -154,7 +154,7 @@ def _blessing(config, summary):
   return run.output('Evaluator', 'blessing')
 
 
-def test_identical_reruns_reuse_the_evaluation_then_come_from_the_cache(
+def test_identical_reruns_reuse_the_evaluation_that_blessed_the_model(
     first_run, workspace):
   from pipeline.components import evaluator  # pylint: disable=g-import-not-at-top
   config, first, _ = first_run
@@ -183,9 +183,12 @@ def test_identical_reruns_reuse_the_evaluation_then_come_from_the_cache(
 
   third = local_runner.run_pipeline(config)
 
+  # The second run's blessing is now the baseline's: the third repeats it.
   assert third.status == 'pushed', third.error
-  assert set(third.cached_components) == ALL_COMPONENTS - {
-      'LatestBlessedModel'}
+  assert set(third.cached_components) == set(second.cached_components)
+  assert _blessing(config, third).get_int_custom_property(
+      evaluator.REPEATS_BLESSING_PROPERTY) == repeated.id
+  assert third.metrics == first.metrics
   assert third.pushed_model_dir == first.pushed_model_dir
   assert len(_versions(config.paths.serving_dir)) == 1
 
