@@ -23,7 +23,7 @@ import subprocess
 import sys
 from typing import Dict, List, Optional
 
-from pipeline.config import ConfigError, load_config
+from pipeline.config import ConfigError, load_vertex_config
 
 USAGE_ERROR = 2
 CLOUD_ERROR = 1
@@ -156,10 +156,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
   args = _parser().parse_args(argv)
   try:
-    config = load_config(args.config)
-    if config.vertex is None:
-      raise ConfigError(f'{args.config}: vertex: this configuration has no '
-                        'vertex section; see configs/vertex.yaml.')
+    config = load_vertex_config(args.config)
     tag = args.image_tag or image_tag(os.path.dirname(os.path.abspath(
         __file__)))
     sending = args.submit or args.schedule or args.kfp_host

@@ -18,7 +18,6 @@ DirectRunner's in-memory mode with its multi-process mode:
 """
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / 'benchmarks' / 'out'
 sys.path.insert(0, str(ROOT / 'benchmarks'))
-from pipeline_speed import repairml_config, timed_run  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pipeline_speed import repairml_config, report, timed_run  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def generate(rows: int, out: Path) -> None:
@@ -88,10 +87,7 @@ def main() -> None:
         component: fit_line([(rows, run['component_seconds'].get(component, 0))
                              for rows, run in runs.items()])
         for component in components}
-  print(json.dumps(result, indent=2))
-  if args.json:
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
+  report(result, args.json)
 
 
 if __name__ == '__main__':

@@ -61,6 +61,14 @@ def timed_run(config: Path, summary: Path, label: str) -> dict:
           'macro_f1': record['metrics']['macro_f1']}
 
 
+def report(result: dict, json_path) -> None:
+  """Prints the result, and writes it to `json_path` if one is given."""
+  print(json.dumps(result, indent=2))
+  if json_path:
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2))
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--json', type=Path, help='also write the result here')
@@ -89,10 +97,7 @@ def main() -> None:
       'repairml_rerun_over_cold': round(runs['rerun']['seconds'] / cold, 2),
       'repairml_cached_over_cold': round(runs['cached']['seconds'] / cold, 2),
   }
-  print(json.dumps(result, indent=2))
-  if args.json:
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
+  report(result, args.json)
 
 
 if __name__ == '__main__':

@@ -392,6 +392,16 @@ def load_config(path: str = DEFAULT_CONFIG_PATH) -> Config:
   return config_from_dict(_read_with_base(path), source_path=path)
 
 
+def load_vertex_config(path: str) -> Config:
+  """load_config, for the commands that only production configurations
+  serve (compile, submit, promote)."""
+  config = load_config(path)
+  if config.vertex is None:
+    raise ConfigError(f'{path}: vertex: this configuration has no vertex '
+                      'section; see configs/vertex.yaml.')
+  return config
+
+
 def _read_with_base(path: str, seen=()) -> Any:
   """The YAML at `path`, laid over the file its `base` key names, if any.
 

@@ -26,7 +26,7 @@ import dataclasses
 import sys
 from typing import List, Optional
 
-from pipeline.config import ConfigError, load_config
+from pipeline.config import ConfigError, load_vertex_config
 from pipeline.production.model_registry import (DEFAULT_ALIAS, EndpointState,
                                                 ModelVersion, VertexError,
                                                 VertexModelRegistry)
@@ -132,10 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
   args = _parser().parse_args(argv)
   try:
-    config = load_config(args.config)
-    if config.vertex is None:
-      raise ConfigError(f'{args.config}: vertex: this configuration has no '
-                        'vertex section; see configs/vertex.yaml.')
+    config = load_vertex_config(args.config)
   except ConfigError as e:
     print(f'repairml: {e}', file=sys.stderr)
     return USAGE_ERROR
