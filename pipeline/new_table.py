@@ -65,6 +65,10 @@ CATEGORICAL_DOMAIN_MASS, LIST_DOMAIN_MASS = 0.99, 0.95
 CATEGORICAL_COMPARATOR, LIST_DRIFT_COMPARATOR = 0.05, 0.1
 # A label in fewer rows than this has about five test rows: its F1 is noise.
 RARE_LABEL_ROWS = 50
+# A column with a value in fewer rows than this is missing from a 10% split
+# (eval, test) often enough (0.9 ** 50 is 0.5%) that requiring it there
+# (TFDV's presence.min_count 1) would stop runs at the data gate by chance.
+SPARSE_COLUMN_ROWS = 50
 # How a CSV cell would look if someone wrote a list into it.
 _CSV_LIST_MARKERS = re.compile(r'^\s*\[|[|;]')
 _DATE = re.compile(rb'\d{4}-\d{2}-\d{2}([ T][0-9:.+\-Z]*)?')
@@ -110,6 +114,7 @@ class Column:
   name: str
   kind: str                     # a feature kind, or id, label, skipped
   detail: str                   # what it is; for skipped, why
+  present: int = 0              # rows with a value
 
 
 @dataclasses.dataclass
@@ -194,13 +199,10 @@ def _parquet_columns(files: List[str]) -> Tuple[List[str], Dict[str, str]]:
       raise InitError(f'{path}: not a readable parquet file ({e}).') from None
     if first is None:
       first = (path, schema)
-    elif set(schema.names) != set(first[1].names) or any(
-        not schema.field(n).type.equals(first[1].field(n).type)
-        for n in schema.names):
-      raise InitError(f'{path}: its columns differ from {first[0]}\'s '
-                      f'({_schema_text(schema)} against '
-                      f'{_schema_text(first[1])}); ExampleGen reads every file '
-                      'into one table, so give them the same columns.')
+    elif difference := _column_difference(schema, first[1]):
+      raise InitError(f'{path}: {difference} in {first[0]}; ExampleGen reads '
+                      'every file into one table, so give them the same '
+                      'columns.')
   schema = first[1]
   list_columns = {}
   for field in schema:
@@ -210,8 +212,18 @@ def _parquet_columns(files: List[str]) -> Tuple[List[str], Dict[str, str]]:
   return list(schema.names), list_columns
 
 
-def _schema_text(schema) -> str:
-  return ', '.join(f'{f.name}: {f.type}' for f in schema)
+def _column_difference(schema, expected) -> str:
+  """How a parquet file's columns differ from the first file's, or ''."""
+  for name in expected.names:
+    if name not in schema.names:
+      return f'has no column {name!r}, which is'
+  for name in schema.names:
+    if name not in expected.names:
+      return f'has a column {name!r}, which is not'
+    if not schema.field(name).type.equals(expected.field(name).type):
+      return (f'column {name!r} is {schema.field(name).type}, but '
+              f'{expected.field(name).type}')
+  return ''
 
 
 def _supported_type(field, path: str) -> Optional[str]:
@@ -224,7 +236,8 @@ def _supported_type(field, path: str) -> Optional[str]:
   def scalar(t) -> Optional[str]:
     if types.is_dictionary(t):
       t = t.value_type
-    if types.is_string(t) or types.is_large_string(t):
+    if (types.is_string(t) or types.is_large_string(t) or types.is_binary(t)
+        or types.is_large_binary(t)):
       return 'string'
     if (types.is_integer(t) or types.is_floating(t) or types.is_boolean(t) or
         types.is_decimal(t)):
@@ -250,22 +263,32 @@ def _supported_type(field, path: str) -> Optional[str]:
 
 
 def _csv_columns(files: List[str]) -> List[str]:
-  """The header, which TFX's CSV ExampleGen requires to be the same in every
-  file."""
-  import csv  # pylint: disable=g-import-not-at-top
-  headers = {}
-  for path in files:
-    with open(path, encoding='utf-8', newline='') as f:
-      headers[path] = next(csv.reader(f), [])
+  """The header, read as TFX's CSV ExampleGen reads it, which requires it to
+  be the same in every file."""
+  headers = {path: _csv_header(path) for path in files}
   first = files[0]
-  if not headers[first]:
+  if headers[first] == ['']:
     raise InitError(f'{first}: no header line; the first line of a CSV file '
                     'must name its columns.')
+  quoted = [name for name in headers[first] if '"' in name]
+  if quoted:
+    # TFX splits the header line at commas and keeps quotes in the names.
+    raise InitError(f'{first}: the header quotes its column names '
+                    f'({quoted[0]}); TFX\'s CSV ExampleGen would keep the '
+                    'quotes in the feature names. Write the header unquoted, '
+                    'e.g. unit_id,temp_a.')
   for path in files[1:]:
     if headers[path] != headers[first]:
       raise InitError(f'{path}: its header differs from {first}\'s; TFX\'s CSV '
                       'ExampleGen needs the same header in every file.')
   return headers[first]
+
+
+def _csv_header(path: str) -> List[str]:
+  # tfx.utils.io_utils.load_csv_column_names, which the CSV ExampleGen uses,
+  # without importing TensorFlow before the output goes to the log file.
+  with open(path, encoding='utf-8') as f:
+    return f.readline().strip().split(',')
 
 
 # --- The examples ExampleGen makes of them ---------------------------------
@@ -562,6 +585,7 @@ def make_plan(source: Source, record_batch, label_column: str,
           f'{1 - label.present / rows:.0%} of rows without any')))
     else:
       columns.append(Column(column, *column_kind(profiles[column])))
+    columns[-1].present = profiles[column].present
   if not any(c.kind in FEATURE_KINDS for c in columns):
     skipped = '; '.join(f'{c.name}: {c.detail}' for c in columns
                         if c.kind == SKIPPED) or 'there are no others'
@@ -635,6 +659,11 @@ def review_notes(plan: Plan, profiles: Dict[str, ColumnProfile]) -> List[str]:
     schema_notes.append(f'skew and drift thresholds ({CATEGORICAL_COMPARATOR} '
                         'L-infinity) are a starting point')
   notes.append(f'{schema_path(plan.name)}: ' + '; '.join(schema_notes) + '.')
+  if os.path.exists(run_paths(plan.name)['metadata']):
+    notes.append(f'{os.path.dirname(run_paths(plan.name)["metadata"])} holds '
+                 'earlier runs: its latest blessed model is the baseline the '
+                 'next run must not fall behind; remove the folder if the '
+                 'table or its labels changed.')
   notes.append(
       f'training: {plan.training["train_steps"]} steps of '
       f'{plan.training["batch_size"]} (about ten passes over the training '
@@ -662,10 +691,12 @@ def curated_schema(statistics, plan: Plan):
   import tensorflow_data_validation as tfdv  # pylint: disable=g-import-not-at-top
   schema = tfdv.infer_schema(statistics, infer_feature_shape=True,
                              max_string_domain_size=VOCABULARY_TOP_K)
-  kinds = {c.name: c.kind for c in plan.columns}
+  columns = {c.name: c for c in plan.columns}
   domains = {d.name: d for d in schema.string_domain}
   for feature in schema.feature:
-    kind = kinds[feature.name]
+    kind = columns[feature.name].kind
+    if columns[feature.name].present < SPARSE_COLUMN_ROWS:
+      feature.presence.min_count = 0
     if kind in (ID, SKIPPED):
       # A domain of ids or dates would call every new one an anomaly.
       feature.ClearField('domain_info')
@@ -892,12 +923,17 @@ def init(data: str, label: str, id_column: Optional[str], out: str,
                       '--out.')
   source = find_source(data)
   check_label(None, source, label)
+  if id_column == label:
+    raise InitError(f'--id {id_column}: it is the label column; the id names '
+                    'a row, so pass another --id.')
   if id_column:
     check_id_exists(id_column, source)
 
   # TensorFlow, Beam and TFDV write to the log file, not the terminal.
   from pipeline import progress  # pylint: disable=g-import-not-at-top
-  with progress.output_to_log_file(run_paths(name)['log_file']):
+  log_file = run_paths(name)['log_file']
+  print(f'log: {log_file}', flush=True)
+  with progress.output_to_log_file(log_file):
     with tempfile.TemporaryDirectory() as tmp:
       try:
         tfrecords = write_examples(source, os.path.join(tmp, 'examples'))
@@ -907,7 +943,7 @@ def init(data: str, label: str, id_column: Optional[str], out: str,
         raise InitError(
             f'--data {data}: the pipeline\'s ExampleGen cannot read these '
             f'files: {str(e).splitlines()[0] if str(e) else type(e).__name__}'
-            f'. The full error is in {run_paths(name)["log_file"]}.') from None
+            f'. The full error is in {log_file}.') from None
       record_batch = read_record_batch(tfrecords)
       plan = make_plan(source, record_batch, label, id_column, name)
       import tensorflow_data_validation as tfdv  # pylint: disable=g-import-not-at-top

@@ -152,7 +152,9 @@ def _init(capsys, *args):
 def _expect_error(capsys, *args, fragments):
   code, out, err = _init(capsys, *args)
   assert code == 2, (out, err)
-  assert out == ''
+  # Nothing but where the libraries' output went, once init reads the data.
+  assert out in ('', 'log: runs/d/logs/repairml.log\n', 'log: runs/c/logs/'
+                 'repairml.log\n'), out
   lines = err.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('repairml init: '), err
   assert 'Traceback' not in err
@@ -255,7 +257,8 @@ def test_init_writes_a_loadable_configuration_and_a_curated_schema(
   code, out, _ = _init(capsys, '--data', 'shop/*/*.parquet', '--label',
                        'labels', '--out', 'configs/shop.yaml')
   assert code == 0
-  column_lines = out.split('\n\n')[0].splitlines()[1:]
+  assert out.startswith('log: runs/shop/logs/repairml.log\n')
+  column_lines = out.split('\n\n')[0].splitlines()[2:]
   kinds = {line.split()[0]: line.split()[1] for line in column_lines}
   assert kinds == {'row_id': 'id', 'size': 'numeric', 'color': 'categorical',
                    'labels': 'label', 'reading_date': 'skipped',
@@ -308,6 +311,9 @@ def test_init_writes_a_loadable_configuration_and_a_curated_schema(
   assert features['codes'].value_count.min == 0
   assert not features['codes'].value_count.HasField('max')
   assert features['row_id'].shape.dim[0].size == 1
+  # codes is in 40 of 60 rows: a 10% split may well have none of them.
+  assert features['codes'].presence.min_count == 0
+  assert features['color'].presence.min_count == 1
 
 
 def test_without_id_the_one_unique_id_named_column_is_chosen(workdir, capsys):
@@ -371,6 +377,15 @@ def test_a_csv_label_cannot_be_a_list(workdir, capsys):
                 'case_id', fragments=['CSV', 'one label per row', 'parquet'])
 
 
+def test_a_csv_header_must_not_be_quoted(workdir, capsys):
+  os.makedirs('c')
+  with open('c/part.csv', 'w', encoding='utf-8') as f:
+    f.write('"case_id","labels"\n1,"a"\n2,"b"\n')
+  _expect_error(capsys, '--data', 'c/*.csv', '--label', 'labels',
+                fragments=['c/part.csv', 'quotes its column names',
+                           '"case_id"', 'unquoted'])
+
+
 def test_an_empty_table(workdir, capsys):
   _write(_small_table().slice(0, 0), 'd/part.parquet')
   _expect_error(capsys, '--data', 'd/*.parquet', '--label', 'labels',
@@ -404,6 +419,30 @@ def test_out_exists_needs_force(workdir, capsys):
                 fragments=['schema/d.pbtxt exists', '--force'])
   assert _init(capsys, '--data', 'd/*.parquet', '--label', 'labels',
                '--force')[0] == 0
+
+
+def test_the_id_cannot_be_the_label(workdir, capsys):
+  _write(_small_table(), 'd/part.parquet')
+  _expect_error(capsys, '--data', 'd/*.parquet', '--label', 'labels', '--id',
+                'labels', fragments=['--id labels', 'it is the label column'])
+
+
+def test_earlier_runs_under_the_name_are_pointed_out(workdir, capsys):
+  _write(_small_table(), 'd/part.parquet')
+  os.makedirs('runs/d')
+  open('runs/d/metadata.sqlite', 'w', encoding='utf-8').close()
+  code, out, _ = _init(capsys, '--data', 'd/*.parquet', '--label', 'labels')
+  assert code == 0
+  assert 'runs/d holds earlier runs' in out
+
+
+def test_files_with_different_columns(workdir, capsys):
+  _write(_small_table(), 'd/span-0/part.parquet')
+  _write(_small_table(size=[str(i) for i in range(60)]),
+         'd/span-1/part.parquet')
+  _expect_error(capsys, '--data', 'd/*/*.parquet', '--label', 'labels',
+                fragments=["d/span-1/part.parquet: column 'size' is string, "
+                           'but double in d/span-0/part.parquet'])
 
 
 def test_a_column_example_gen_cannot_convert(workdir, capsys):
