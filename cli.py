@@ -1,6 +1,7 @@
 """The `repairml` command: one entry point to every user-facing operation.
 
   repairml data generate --rows N --seed S --out DIR [--spans K]
+  repairml init --data PATTERN --label COLUMN [--id COLUMN] [--out configs/NAME.yaml] [--force]
   repairml run [--config PATH] [--summary PATH]
   repairml schema diff [--config PATH]
   repairml bench quality [--config PATH] [--rows N] [--json PATH]
@@ -18,6 +19,7 @@ from typing import List, Optional
 
 COMMANDS = {
     ('data', 'generate'): 'write a synthetic diagnostic-session data set',
+    ('init',): 'write a configuration and a schema for a new table',
     ('run',): 'run the whole pipeline locally',
     ('schema', 'diff'): 'diff the schema SchemaGen proposes against the '
                         'curated one',
@@ -101,6 +103,9 @@ def main(argv: Optional[List[str]] = None) -> int:
       if words == ('data', 'generate'):
         from data import generator  # pylint: disable=g-import-not-at-top
         return generator.main(rest)
+      if words == ('init',):
+        from pipeline import new_table  # pylint: disable=g-import-not-at-top
+        return new_table.main(rest)
       if words == ('run',):
         import local_runner  # pylint: disable=g-import-not-at-top
         return local_runner.main(rest)
