@@ -2,14 +2,16 @@
 numeric features, the rows fixed.
 
 For each width (10, 50, 100, 200 numeric features by default) it generates a
-table of `--rows` rows (one in five features an always-present integer, the
-others floats missing in `--missing` of the rows, and a label column), writes
-a schema for it, and runs a small real pipeline with LocalDagRunner:
-ImportExampleGen -> ImportSchemaGen -> Transform, the Transform node built by
-pipeline/pipeline.py's own `transform_component`. Transform's seconds are its
-execution's lifetime in ML Metadata (registered to published). The model's
-training cost per step (build_model on the transformed examples, batches of
-the configured size, after one warm-up epoch) is measured on the same output.
+parquet table of `--rows` sessions (one in five features an always-present
+integer, the others floats missing in `--missing` of the rows, and a label
+column), writes a curated schema for it, and runs the part of the real
+pipeline that Transform needs: create_pipeline's own nodes upstream of
+Transform (ExampleGen, CuratedSchema, StatisticsGen, ExampleValidator,
+DataGate, Transform) with LocalDagRunner, fresh metadata and no cache.
+Transform's seconds are its execution's lifetime in ML Metadata (registered
+to published). The model's training cost per step (build_model on the
+transformed examples, batches of the configured size, after one warm-up
+epoch) is measured on the same output.
 
 With `--baseline-ref REF`, the same widths also run with the `preprocessing`
 and `models` packages of git commit REF, interleaved with the current code
@@ -34,6 +36,7 @@ from typing import Any, Dict, List, Optional
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / 'benchmarks' / 'out'
 LABEL_COLUMN = 'repair_labels'
+ID_COLUMN = 'session_id'
 # Every fifth feature is an always-present integer (a dense input, like
 # mileage_km); the others are float readings that may be missing (sparse
 # inputs, like battery_voltage).
@@ -46,32 +49,26 @@ def feature_names(width: int) -> List[str]:
 
 def write_table(path: Path, width: int, rows: int, missing: float,
                 labels: List[str], seed: int) -> None:
-  """`rows` gzipped tf.Examples of `width` numeric features and labels."""
+  """A parquet file of `rows` sessions: an id, the readings and labels."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
-  scales = rng.uniform(0.5, 100.0, width)
-  values = rng.normal(rng.uniform(-50, 50, width), scales, (rows, width))
+  values = rng.normal(rng.uniform(-50, 50, width),
+                      rng.uniform(0.5, 100.0, width), (rows, width))
   absent = rng.random((rows, width)) < missing
-  label_ids = rng.random((rows, len(labels))) < 2.0 / len(labels)
-  names = feature_names(width)
+  chosen = rng.random((rows, len(labels))) < 2.0 / len(labels)
+  columns = {ID_COLUMN: pa.array([f'session-{r:06d}' for r in range(rows)])}
+  for i, name in enumerate(feature_names(width)):
+    if i % DENSE_EVERY == 0:
+      columns[name] = pa.array(values[:, i].astype(np.int64))
+    else:  # a null float is dropped from the example: a missing reading
+      columns[name] = pa.array(values[:, i], mask=absent[:, i])
+  columns[LABEL_COLUMN] = pa.array(
+      [[l for l, on in zip(labels, row) if on] for row in chosen],
+      pa.list_(pa.string()))
   path.parent.mkdir(parents=True, exist_ok=True)
-  with tf.io.TFRecordWriter(str(path), 'GZIP') as writer:
-    for r in range(rows):
-      feature = {}
-      for i, name in enumerate(names):
-        if i % DENSE_EVERY == 0:
-          feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(
-              value=[int(values[r, i])]))
-        elif absent[r, i]:
-          feature[name] = tf.train.Feature()
-        else:
-          feature[name] = tf.train.Feature(float_list=tf.train.FloatList(
-              value=[values[r, i]]))
-      feature[LABEL_COLUMN] = tf.train.Feature(bytes_list=tf.train.BytesList(
-          value=[l.encode() for l, on in zip(labels, label_ids[r]) if on]))
-      writer.write(tf.train.Example(features=tf.train.Features(
-          feature=feature)).SerializeToString())
+  pq.write_table(pa.table(columns), path)
 
 
 def write_schema(path: Path, width: int) -> None:
@@ -79,6 +76,9 @@ def write_schema(path: Path, width: int) -> None:
   from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
   from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
   schema = schema_pb2.Schema()
+  session_id = schema.feature.add(name=ID_COLUMN, type=schema_pb2.BYTES)
+  session_id.presence.min_fraction = 1.0
+  session_id.shape.dim.add(size=1)
   for i, name in enumerate(feature_names(width)):
     feature = schema.feature.add(name=name)
     if i % DENSE_EVERY == 0:
@@ -96,19 +96,46 @@ def write_schema(path: Path, width: int) -> None:
   path.write_text(text_format.MessageToString(schema))
 
 
-def table_config(width: int):
-  """configs/local.yaml with the table's numeric features and nothing else."""
+def table_config(width: int, workdir: Path):
+  """configs/local.yaml on the table in `workdir`, its numeric features the
+  only features."""
   import yaml  # pylint: disable=g-import-not-at-top
   from pipeline.config import config_from_dict  # pylint: disable=g-import-not-at-top
   raw = yaml.safe_load((ROOT / 'configs' / 'local.yaml').read_text())
+  raw['data'].update(root=str(workdir / 'data'), id_column=ID_COLUMN,
+                     format='parquet', pattern='span-*/*.parquet')
+  raw['label']['column'] = LABEL_COLUMN
+  raw['schema'] = str(workdir / 'schema' / 'schema.pbtxt')
   raw['features'] = {'numeric': feature_names(width), 'categorical': [],
                      'multivalent': []}
   raw['slices'] = []
+  raw['paths'] = {'pipeline_root': str(workdir / 'pipeline'),
+                  'metadata': str(workdir / 'metadata.sqlite'),
+                  'serving_dir': str(workdir / 'serving'),
+                  'log_file': str(workdir / 'run.log')}
   return config_from_dict(raw, 'configs/local.yaml (width benchmark)')
 
 
-def transform_seconds(metadata_path: Path) -> Dict[str, float]:
-  """Seconds of each execution, registered to published, by node type."""
+def cut_after_transform(pipeline):
+  """The pipeline, cut down to Transform and every node it waits for."""
+  nodes = {node.id: node for node in pipeline.components}
+  kept, todo = {}, [nodes['Transform']]
+  while todo:
+    node = todo.pop()
+    if node.id not in kept:
+      kept[node.id] = node
+      todo.extend(node.upstream_nodes)
+  for node in kept.values():  # the compiler refuses edges to absent nodes
+    for downstream in list(node.downstream_nodes):
+      if downstream.id not in kept:
+        node.remove_downstream_node(downstream)
+  pipeline.components = list(kept.values())
+  return pipeline
+
+
+def execution_seconds(metadata_path: Path) -> Dict[str, float]:
+  """Seconds of each execution, registered to published, by node type
+  (the last part of its type name, e.g. Transform)."""
   import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
   from tfx.orchestration import metadata  # pylint: disable=g-import-not-at-top
   store = mlmd.MetadataStore(
@@ -171,33 +198,22 @@ def measure(width: int, rows: int, missing: float, steps: int,
   import glob  # pylint: disable=g-import-not-at-top
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   import preprocessing  # pylint: disable=g-import-not-at-top
-  from pipeline import pipeline  # pylint: disable=g-import-not-at-top
+  from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
 
-  config = table_config(width)
   shutil.rmtree(workdir, ignore_errors=True)
-  write_table(workdir / 'data' / 'table.tfrecord.gz', width, rows, missing,
-              list(config.label.vocabulary), seed=width)
+  config = table_config(width, workdir)
+  write_table(workdir / 'data' / 'span-0' / 'sessions.parquet', width, rows,
+              missing, list(config.label.vocabulary), seed=width)
   write_schema(workdir / 'schema' / 'schema.pbtxt', width)
-  example_gen = tfx.components.ImportExampleGen(
-      input_base=str(workdir / 'data'))
-  schema_gen = tfx.components.ImportSchemaGen(
-      schema_file=str(workdir / 'schema' / 'schema.pbtxt'))
-  transform = pipeline.transform_component(
-      example_gen.outputs['examples'], schema_gen.outputs['schema'], config)
   metadata_path = workdir / 'metadata.sqlite'
+  pipeline = cut_after_transform(create_pipeline(
+      config, tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          str(metadata_path)), enable_cache=False))
   started = time.monotonic()
-  tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
-      pipeline_name='transform-width',
-      pipeline_root=str(workdir / 'pipeline'),
-      components=[example_gen, schema_gen, transform],
-      enable_cache=False,
-      metadata_connection_config=(
-          tfx.orchestration.metadata.sqlite_metadata_connection_config(
-              str(metadata_path))),
-      beam_pipeline_args=config.beam_args))
+  tfx.orchestration.LocalDagRunner().run(pipeline)
   run_seconds = time.monotonic() - started
-  seconds = transform_seconds(metadata_path)
-  outputs = workdir / 'pipeline' / 'Transform'
+  seconds = execution_seconds(metadata_path)
+  outputs = Path(pipeline.pipeline_info.pipeline_root) / 'Transform'
   graph_dir, = glob.glob(str(outputs / 'transform_graph' / '*'))
   train_files = glob.glob(str(outputs / 'transformed_examples' / '*' /
                               'Split-train' / '*'))
@@ -205,7 +221,7 @@ def measure(width: int, rows: int, missing: float, steps: int,
       'width': width, 'rows': rows,
       'code': os.path.dirname(os.path.dirname(preprocessing.__file__)),
       'transform_seconds': round(seconds['Transform'], 2),
-      'example_gen_seconds': round(seconds['ImportExampleGen'], 2),
+      'component_seconds': {k: round(v, 2) for k, v in seconds.items()},
       'run_seconds': round(run_seconds, 2),
       'train_step_ms': training_step_ms(config, graph_dir, train_files,
                                         steps) if steps else None,

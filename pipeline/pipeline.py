@@ -29,22 +29,6 @@ RUN_FN = 'models.training.run_fn'
 TUNER_FN = 'models.tuning.tuner_fn'
 
 
-def transform_component(examples, schema,
-                        config: Config) -> tfx.components.Transform:
-  """The Transform node of a run; benchmarks/transform_width.py times it alone.
-
-  Statistics are off: StatisticsGen already describes the raw data, and
-  Transform's own pre- and post-transform statistics would cost a TFDV pass
-  over every feature on every run.
-  """
-  return tfx.components.Transform(
-      examples=examples,
-      schema=schema,
-      preprocessing_fn=PREPROCESSING_FN,
-      custom_config=settings.transform_settings(config),
-      disable_statistics=True)
-
-
 def create_pipeline(
     config: Config,
     metadata_connection_config=None,
@@ -84,8 +68,12 @@ def create_pipeline(
       schema=curated_schema.outputs['schema'])
   data_gate = DataGate(anomalies=example_validator.outputs['anomalies'])
 
-  transform = transform_component(example_gen.outputs['examples'],
-                                  curated_schema.outputs['schema'], config)
+  transform = tfx.components.Transform(
+      examples=example_gen.outputs['examples'],
+      schema=curated_schema.outputs['schema'],
+      preprocessing_fn=PREPROCESSING_FN,
+      custom_config=settings.transform_settings(config),
+      disable_statistics=True)
   transform.add_upstream_node(data_gate)
 
   model_settings = settings.model_settings(config)
