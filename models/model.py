@@ -1,8 +1,9 @@
 """The multi-label Keras model: one sigmoid output per part or operation.
 
-Inputs are the Transform outputs (see preprocessing/transform.py): z-scored
-numeric values with missing indicators, ids of categorical features, and padded
-id lists of multivalent features such as DTCs and symptoms. Each categorical
+Inputs are the Transform outputs (see preprocessing/transform.py): the z-scored
+numeric values and their missing indicators, each one [batch, N] input for all
+N numeric features, ids of categorical features, and padded id lists of
+multivalent features such as DTCs and symptoms. Each categorical
 feature gets an embedding; each list feature an embedding summed over the
 values present in the row (a bag of DTCs). It is a wide-and-deep model: dense
 layers with dropout over those encodings (the deep part, which learns
@@ -42,11 +43,19 @@ def build_model(model_settings: Dict[str, Any], vocabulary_sizes: Dict[str, int]
   features = model_settings['features']
   num_labels = len(model_settings['label_vocabulary'])
   inputs, encoded, wide_logits = {}, [], []
-  for name in features['numeric']:
-    for key in (transform.transformed_name(name),
-                transform.transformed_name(name + transform.MISSING_SUFFIX)):
-      inputs[key] = keras.Input(shape=(1,), dtype='float32', name=key)
-      encoded.append(inputs[key])
+  if features['numeric']:
+    # Two inputs whatever the number of numeric features: their z-scores and
+    # missing indicators, column i being features['numeric'][i].
+    numeric = []
+    for key in (transform.NUMERIC_VALUES, transform.NUMERIC_MISSING):
+      inputs[key] = keras.Input(shape=(len(features['numeric']),),
+                                dtype='float32', name=key)
+      numeric.append(inputs[key])
+    numeric = layers.Concatenate(name='numeric_encoding')(numeric)
+    encoded.append(numeric)
+    # The wide part: one logit per label, linear in every number and
+    # indicator.
+    wide_logits.append(layers.Dense(num_labels, name='numeric_wide')(numeric))
   for name in features['categorical'] + features['multivalent']:
     width = 1 if name in features['categorical'] else features[
         'max_values_per_row']
@@ -77,10 +86,6 @@ def build_model(model_settings: Dict[str, Any], vocabulary_sizes: Dict[str, int]
         buckets, num_labels, embeddings_initializer='zeros',
         name=f'{name}_wide')(ids) * present, axis=1))
 
-  numeric = [encoded[i] for i in range(2 * len(features['numeric']))]
-  if numeric:
-    wide_logits.append(layers.Dense(num_labels, name='numeric_wide')(
-        layers.Concatenate()(numeric) if len(numeric) > 1 else numeric[0]))
   hidden = layers.Concatenate(name='session_encoding')(encoded)
   for i in range(hparams['hidden_layers']):
     hidden = layers.Dense(hparams['hidden_units'], activation='relu',

@@ -60,3 +60,48 @@ def test_a_cross_learns_an_interaction_a_linear_model_cannot():
   # so only the cross can tell "code 1 on engine 1" from "code 1 on engine 2".
   assert _fitted_f1([['dtcs', 'engine_type']]) > 0.99
   assert _fitted_f1([]) < 0.9
+
+
+def _numeric_settings(numeric):
+  return {'features': {'numeric': numeric, 'categorical': ['engine_type'],
+                       'multivalent': [], 'max_values_per_row': 2},
+          'label_vocabulary': ['op:battery_charge_and_test',
+                               'op:replace_12v_battery']}
+
+
+SMALL = {'learning_rate': 0.05, 'hidden_units': 4, 'hidden_layers': 0,
+         'embedding_dim': 2, 'dropout': 0.0}
+
+
+def test_numeric_features_enter_as_two_inputs_whatever_their_number():
+  numeric = [f'reading_{i}' for i in range(200)]
+  model = repair_model.build_model(_numeric_settings(numeric),
+                                   {'engine_type': ENGINES}, SMALL)
+
+  assert {i.name: tuple(i.shape) for i in model.inputs} == {
+      'numeric_xf': (None, 200), 'numeric_missing_xf': (None, 200),
+      'engine_type_xf': (None, 1)}
+  # The wide part is linear in every number and every missing indicator.
+  assert model.get_layer('numeric_wide').kernel.shape == (400, 2)
+
+
+def test_a_label_that_follows_one_missing_indicator_is_learnt():
+  # A flat battery reading is often missing: the label is "reading 3 is
+  # missing", which only that column of numeric_missing_xf tells.
+  tf.keras.utils.set_random_seed(2)
+  rng = np.random.default_rng(2)
+  rows, width = 512, 5
+  missing = (rng.random((rows, width)) < 0.5).astype('float32')
+  values = np.where(missing == 1, 0.0, rng.normal(size=(rows, width)))
+  labels = np.stack([missing[:, 3], 1 - missing[:, 3]], axis=1)
+  features = {'numeric_xf': values.astype('float32'),
+              'numeric_missing_xf': missing,
+              'engine_type_xf': rng.integers(1, ENGINES + 1, (rows, 1))}
+  data = tf.data.Dataset.from_tensor_slices((features, labels)).batch(64)
+  model = repair_model.build_model(
+      _numeric_settings([f'reading_{i}' for i in range(width)]),
+      {'engine_type': ENGINES}, SMALL)
+
+  model.fit(data.repeat(), steps_per_epoch=200, epochs=1, verbose=0)
+
+  assert model.evaluate(data, verbose=0, return_dict=True)['macro_f1'] > 0.99

@@ -74,6 +74,28 @@ def test_serving_applies_the_transform_graph_then_the_model(exported):
   np.testing.assert_allclose(served, direct, rtol=1e-5, atol=1e-6)
 
 
+def test_the_model_reads_the_transform_outputs_by_name_and_shape(
+    exported, config):
+  loaded, _, model, rows = exported
+  rows = [dict(rows[0], battery_voltage=None)] + rows[1:]
+
+  transformed = loaded.signatures['transform_features'](
+      examples=_serialized(rows))
+
+  for model_input in model.inputs:
+    output = transformed[model_input.name]
+    assert tuple(output.shape[1:]) == tuple(model_input.shape[1:])
+    assert output.dtype.name == model_input.dtype
+  # All numeric features arrive as one tensor of values and one of
+  # indicators, a column per feature in configuration order.
+  numeric = len(config.features.numeric)
+  assert transformed['numeric_xf'].shape == (len(rows), numeric)
+  missing = transformed['numeric_missing_xf'].numpy()
+  battery = config.features.numeric.index('battery_voltage')
+  np.testing.assert_array_equal(
+      missing[:, battery], [float(r['battery_voltage'] is None) for r in rows])
+
+
 def test_serving_accepts_missing_sensors_and_unseen_values(exported):
   loaded, _, _, rows = exported
   unusual = dict(rows[0], car_model='hover_car', country='XX',

@@ -20,6 +20,8 @@ from preprocessing.transform import preprocessing_fn
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LABELS = ['part:dpf', 'op:replace_dpf', 'part:brake_pads']
 MAX_VALUES = 3
+# Columns of numeric_xf and numeric_missing_xf: the configured order.
+MILEAGE, BATTERY = 0, 1
 
 # Frequencies without ties, so vocabulary order is fixed:
 # country DE 3 > FR 2; dtcs P0300 5 > P0420 3 > P0301 2.
@@ -100,10 +102,8 @@ def test_raw_feature_spec_matches_the_curated_schema():
 def test_transformed_features_are_named_raw_name_xf(transformed):
   rows, _, _ = transformed
 
-  assert set(rows[0]) == {
-      'mileage_km_xf', 'mileage_km_missing_xf', 'battery_voltage_xf',
-      'battery_voltage_missing_xf', 'country_xf', 'dtcs_xf',
-      'repair_labels_xf'}
+  assert set(rows[0]) == {'numeric_xf', 'numeric_missing_xf', 'country_xf',
+                          'dtcs_xf', 'repair_labels_xf'}
 
 
 def test_dense_numeric_is_z_scored(transformed):
@@ -111,10 +111,10 @@ def test_dense_numeric_is_z_scored(transformed):
   mileage = np.array([0., 100., 200., 300., 400.])
   expected = (mileage - mileage.mean()) / mileage.std()  # population std
 
-  np.testing.assert_allclose(_column(rows, 'mileage_km_xf')[:, 0], expected,
-                             rtol=1e-5)
-  np.testing.assert_array_equal(_column(rows, 'mileage_km_missing_xf'),
-                                np.zeros((5, 1)))
+  np.testing.assert_allclose(_column(rows, 'numeric_xf')[:, MILEAGE],
+                             expected, rtol=1e-5)
+  np.testing.assert_array_equal(_column(rows, 'numeric_missing_xf')[:, MILEAGE],
+                                np.zeros(5))
 
 
 def test_missing_numeric_is_zero_with_indicator_and_mean_uses_present_values(
@@ -123,10 +123,10 @@ def test_missing_numeric_is_zero_with_indicator_and_mean_uses_present_values(
   present = np.array([13., 14., 9.])  # rows 0, 2 and 3; mean 12, not 7.2
   z = (present - present.mean()) / present.std()
 
-  np.testing.assert_allclose(_column(rows, 'battery_voltage_xf')[:, 0],
+  np.testing.assert_allclose(_column(rows, 'numeric_xf')[:, BATTERY],
                              [z[0], 0., z[1], z[2], 0.], rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(
-      _column(rows, 'battery_voltage_missing_xf')[:, 0], [0., 1., 0., 0., 1.])
+      _column(rows, 'numeric_missing_xf')[:, BATTERY], [0., 1., 0., 0., 1.])
 
 
 def test_categorical_ids_start_at_one_with_the_most_frequent_value(
@@ -154,8 +154,9 @@ def test_unseen_values_map_to_the_out_of_vocabulary_id(transformed):
 
   assert unseen['country_xf'].tolist() == [3]        # vocabulary DE, FR; OOV
   assert unseen['dtcs_xf'].tolist() == [4, 1, 0]     # U0100 is OOV, P0300 is 1
-  assert unseen['mileage_km_xf'].tolist() == [0.0]   # the training mean
-  assert unseen['battery_voltage_missing_xf'].tolist() == [1.0]
+  # mileage 200 is the training mean; battery_voltage is missing.
+  assert unseen['numeric_xf'].tolist() == [0.0, 0.0]
+  assert unseen['numeric_missing_xf'].tolist() == [0.0, 1.0]
 
 
 def test_labels_are_multi_hot_in_configured_vocabulary_order(transformed):
@@ -186,10 +187,9 @@ def test_transformed_spec_has_the_fixed_shapes_the_model_expects(
   spec = transform_output.transformed_feature_spec()
 
   assert {name: (list(f.shape), f.dtype.name) for name, f in spec.items()} == {
-      'mileage_km_xf': ([1], 'float32'),
-      'mileage_km_missing_xf': ([1], 'float32'),
-      'battery_voltage_xf': ([1], 'float32'),
-      'battery_voltage_missing_xf': ([1], 'float32'),
+      # mileage_km, battery_voltage: the numeric features in configured order.
+      'numeric_xf': ([2], 'float32'),
+      'numeric_missing_xf': ([2], 'float32'),
       'country_xf': ([1], 'int64'),
       'dtcs_xf': ([MAX_VALUES], 'int64'),
       'repair_labels_xf': ([len(LABELS)], 'float32'),
