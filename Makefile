@@ -54,7 +54,10 @@ $(INSTALLED): requirements.lock setup.py
 	@$(PYTHON310) -m venv $(VENV)
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.8
 	@echo '==> installing the locked dependencies (requirements.lock)'
-	@$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock
+	@# Bytecode now, once: without it every process compiles TensorFlow and TFX
+	@# from source on import (and never caches it where PYTHONDONTWRITEBYTECODE
+	@# is set), which triples the start-up of every run and every test.
+	@$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements.lock
 	@$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
 	@touch $@
 
