@@ -5,9 +5,9 @@ Measures, in one invocation so that the ratios share the machine's load:
 2. repairml on the default data (configs/local.yaml, 50,000 sessions), with a
    fresh pipeline root and metadata store:
    - cold: the first run;
-   - rerun: the same run again; the Evaluator re-runs because it now has a
-     baseline (the model the cold run blessed) to compare with;
-   - cached: a third identical run, which TFX serves from its cache whole.
+   - rerun: the same run again; the Evaluator now has a baseline, the model
+     the cold run blessed, and repeats that model's blessing;
+   - cached: a third identical run, the same against the second's blessing.
 Each repairml run is `repairml run` as a subprocess, timed from start to exit;
 the per-component seconds come from its summary JSON.
 
