@@ -231,6 +231,7 @@ def test_main_without_a_pushed_model_says_to_run_the_pipeline(tmp_path, capsys):
 def test_main_without_training_files_names_the_pattern(tmp_path, capsys):
   serving = tmp_path / 'serving'
   (serving / '123').mkdir(parents=True)
+  (serving / '123' / 'saved_model.pb').write_bytes(b'')  # a version (models/versions.py)
   config = _config(tmp_path, serving_dir=serving, data_root=tmp_path / 'no-data')
 
   code = quality.main(['--config', str(config), '--json', str(tmp_path / 'q.json')])
