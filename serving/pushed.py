@@ -22,6 +22,10 @@ from models.versions import (  # pylint: disable=unused-import
 Features = Dict[str, Dict[str, Any]]
 
 
+class UnreadableFeaturesError(ValueError):
+  """The model does not say which features it reads."""
+
+
 def model_features(model_dir: str) -> Features:
   """{name: {"dtype", "list"}} of the features the model's signature parses."""
   from models import export

@@ -254,6 +254,20 @@ def test_an_old_model_without_the_features_asset_still_says_its_features(
       export.load_serving_features(exported_model.export_dir))
 
 
+def test_a_model_that_parses_no_examples_is_a_clear_error(tmp_path):
+  # Not one of ours: a serving signature over a float tensor, no tf.Example
+  # parser and no features asset.
+  module = tf.Module()
+  module.serve = tf.function(lambda x: {'y': x * 2.0}, input_signature=[
+      tf.TensorSpec([None], tf.float32)])
+  tf.saved_model.save(module, str(tmp_path / 'foreign'),
+                      signatures={'serving_default': module.serve})
+
+  with pytest.raises(batch.BatchPredictionError,
+                     match='no assets/serving_features.json'):
+    batch._features(str(tmp_path / 'foreign'))  # pylint: disable=protected-access
+
+
 # --- repairml predict --------------------------------------------------------------
 
 
