@@ -13,7 +13,6 @@ and a few of them are kept in memory.
 """
 
 import collections
-import json
 import logging
 import os
 import re
@@ -26,13 +25,12 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow.core.protobuf import saved_model_pb2
 
-from models import export
+from models import export, versions
 from serving import pushed
 from serving.instances import Features, RequestError, serialized_examples
 
 SIGNATURE = 'serving_default'
 SIGNATURE_INPUT = 'examples'
-PROVENANCE_FILE = os.path.join('assets.extra', 'repairml_provenance.json')
 
 logger = logging.getLogger('repairml.serving')
 
@@ -55,7 +53,7 @@ class ServedModel:
       self.label_names = export.load_label_names(path)
       self.thresholds = export.load_thresholds(path)
       self.features: Features = pushed.model_features(path)
-      self.provenance = _read_provenance(path)
+      self.provenance = versions.read_provenance(path)
       self.signature_def = _signature_def(path)
       # The signature needs the loaded object alive: keep a reference.
       self._saved_model = tf.saved_model.load(path)
@@ -106,14 +104,6 @@ class ServedModel:
     except tf.errors.InvalidArgumentError as e:
       raise RequestError(_parse_error(e.message, serialized)) from None
     return {name: outputs[name].numpy() for name in export.SERVING_OUTPUTS}
-
-
-def _read_provenance(path: str) -> dict:
-  provenance_path = os.path.join(path, PROVENANCE_FILE)
-  if not tf.io.gfile.exists(provenance_path):
-    return {}
-  with tf.io.gfile.GFile(provenance_path) as f:
-    return json.load(f)
 
 
 def _signature_def(path: str) -> dict:
