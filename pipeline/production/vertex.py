@@ -94,8 +94,9 @@ def schema_columns(config: Config) -> List[str]:
   return [id_column] + [name for name in names if name != id_column]
 
 
-def session_source(config: Config):
-  """(RunParameters node, BigQueryExampleGen node, Trainer's train_args)."""
+def session_source(config: Config) -> SessionSource:
+  """The RunParameters and BigQueryExampleGen nodes, and the Trainer's
+  train_args from the run's parameters."""
   run_parameters = RunParameters(
       **declared_parameters(config),
       source=json.dumps({
@@ -108,8 +109,9 @@ def session_source(config: Config):
       input_config=run_parameters.outputs['input_config'].future()[0].value,
       # The queries make the splits; ExampleGen must not split again.
       output_config=tfx.proto.Output())
-  train_args = run_parameters.outputs['train_args'].future()[0].value
-  return run_parameters, example_gen, train_args
+  return SessionSource(
+      nodes=[run_parameters, example_gen],
+      train_args=run_parameters.outputs['train_args'].future()[0].value)
 
 
 def image_path(path: str) -> str:
@@ -241,10 +243,8 @@ class VertexPlatform:
     self._config = config
     self._image = image
 
-  def session_source(self):
-    run_parameters, example_gen, train_args = session_source(self._config)
-    return SessionSource(nodes=[run_parameters, example_gen],
-                         train_args=train_args)
+  def session_source(self) -> SessionSource:
+    return session_source(self._config)
 
   def schema_file(self) -> str:
     return image_path(self._config.schema)
@@ -260,8 +260,7 @@ class VertexPlatform:
 
   def pusher(self, **inputs):
     # The version's code_version label names the code that built the model.
-    return pusher(self._config,
-                  settings.model_settings(self._config)['code_version'],
+    return pusher(self._config, code_version(settings.TRAINER_MODULE),
                   **inputs)
 
   def beam_pipeline_args(self) -> List[str]:
