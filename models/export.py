@@ -18,7 +18,9 @@ The label names and thresholds travel with the model as the asset files
 order; `assets/serving_features.json` describes the features
 `serving_default` parses, so that a server can build tf.Examples from JSON
 without the pipeline's code: {name: {"dtype": "string" | "int64" | "float32",
-"list": true if the feature may hold any number of values}}.
+"list": true if the feature may hold any number of values, and the curated
+schema's "min", "max" (int and float domains) and "max_values" where it
+sets them}}.
 """
 
 import json
@@ -63,13 +65,31 @@ def serving_feature_spec(transform_output: tft.TFTransformOutput,
 
 def serving_features(transform_output: tft.TFTransformOutput,
                      label_column: str) -> Dict[str, Dict[str, Any]]:
-  """{name: {dtype, list}} of the serving feature spec, as plain JSON."""
-  return {
-      name: {'dtype': spec.dtype.name,
-             'list': not isinstance(spec, tf.io.FixedLenFeature)}
-      for name, spec in serving_feature_spec(transform_output,
-                                             label_column).items()
-  }
+  """{name: {dtype, list, ...}} of the serving feature spec, as plain JSON,
+  with the curated schema's limits that a server checks requests against:
+  `min` and `max` of an int or float domain, `max_values` of a value count."""
+  schema = {feature.name: feature
+            for feature in transform_output.raw_metadata.schema.feature}
+  features = {}
+  for name, spec in serving_feature_spec(transform_output,
+                                         label_column).items():
+    features[name] = {'dtype': spec.dtype.name,
+                      'list': not isinstance(spec, tf.io.FixedLenFeature)}
+    if name in schema:
+      features[name].update(_schema_limits(schema[name]))
+  return features
+
+
+def _schema_limits(feature) -> Dict[str, Any]:
+  limits = {}
+  domain = feature.WhichOneof('domain_info')
+  if domain in ('int_domain', 'float_domain'):
+    for bound in ('min', 'max'):
+      if getattr(feature, domain).HasField(bound):
+        limits[bound] = getattr(getattr(feature, domain), bound)
+  if feature.HasField('value_count') and feature.value_count.max > 0:
+    limits['max_values'] = feature.value_count.max
+  return limits
 
 
 class RepairModel(tf.Module):
