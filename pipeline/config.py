@@ -201,6 +201,35 @@ class Paths(_Section):
   log_file: str = 'runs/logs/repairml.log'
 
 
+class RequestLog(_Section):
+  """The online server's request log, which monitoring reads."""
+  # The share of requests logged (all of their sessions), 0..1.
+  sample_rate: float = Field(1.0, ge=0, le=1)
+  # The log is rotated at this size, keeping `backups` older files.
+  max_megabytes: int = Field(100, gt=0)
+  backups: int = Field(5, ge=1)
+
+
+class Serving(_Section):
+  """The online server's limits (serving/): TF Serving's batching
+  parameters, overload control and request sizes."""
+  # Concurrent requests share one model call of up to this many sessions,
+  # waiting at most batch_timeout_ms for the batch to fill.
+  max_batch_size: int = Field(32, gt=0)
+  batch_timeout_ms: float = Field(1.0, ge=0)
+  # Sessions that may wait for the model; beyond, or when a request cannot
+  # be answered within deadline_ms, the answer is 503 with Retry-After.
+  max_queued_sessions: int = Field(256, gt=0)
+  deadline_ms: int = Field(5000, gt=0)
+  max_connections: int = Field(256, gt=0)
+  # Larger requests get 413.
+  max_instances: int = Field(1000, gt=0)
+  max_request_bytes: int = Field(1 << 20, gt=0)
+  # How often the server looks for newly pushed or retired versions.
+  poll_seconds: float = Field(10.0, ge=0)
+  request_log: RequestLog = Field(default_factory=RequestLog)
+
+
 class Dataflow(_Section):
   """Where the Beam components run in production."""
   temp_location: str
@@ -296,6 +325,7 @@ class Config(_Section):
   training: Training = Field(default_factory=Training)
   tuning: Tuning = Field(default_factory=Tuning)
   paths: Paths = Field(default_factory=Paths)
+  serving: Serving = Field(default_factory=Serving)
   beam_args: List[Annotated[str, AfterValidator(_beam_argument)]] = Field(
       default_factory=list)
   vertex: Optional[Vertex] = None  # set: the run is compiled for Vertex AI

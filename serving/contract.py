@@ -59,6 +59,11 @@ class ContractError(ValueError):
     self.message = message
 
 
+class RequestError(ContractError):
+  """A session the model cannot read (serving/instances.py); the message
+  names the instance and the feature."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PredictRequest:
   """A request, whatever its format: the sessions as rows, and what to say."""

@@ -23,29 +23,38 @@ that names the instance and the feature.
 import base64
 import binascii
 import math
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
+
+from serving.contract import RequestError  # pylint: disable=unused-import
 
 # The model's feature description: {name: {"dtype": ..., "list": bool}}.
 Features = Mapping[str, Mapping[str, Any]]
 
 
-class RequestError(ValueError):
-  """An instance the model cannot read; the message says which and why."""
 
 
 def serialized_examples(instances: Sequence[Any],
                         features: Features) -> List[bytes]:
   """One serialized tf.Example per instance, in order."""
+  return read_instances(instances, features)[0]
+
+
+def read_instances(instances: Sequence[Any], features: Features
+                   ) -> Tuple[List[bytes], List[Dict[str, List[Any]]]]:
+  """(One serialized tf.Example per instance, and the features as the model
+  reads them: name -> list of values, the missing ones left out)."""
   if not isinstance(instances, (list, tuple)) or not instances:
     raise RequestError('"instances" must be a non-empty list of sessions.')
-  return [_serialized(i, instance, features)
+  read = [_serialized(i, instance, features)
           for i, instance in enumerate(instances)]
+  return [example for example, _ in read], [values for _, values in read]
 
 
-def _serialized(index: int, instance: Any, features: Features) -> bytes:
+def _serialized(index: int, instance: Any,
+                features: Features) -> Tuple[bytes, Dict[str, List[Any]]]:
   where = f'instances[{index}]'
   if isinstance(instance, Mapping) and set(instance) == {'b64'}:
     instance = _decoded(instance['b64'], f'{where}.b64')
@@ -57,9 +66,11 @@ def _serialized(index: int, instance: Any, features: Features) -> bytes:
     raise RequestError(f'{where}.{unknown[0]}: not a feature of this model; '
                        f'its features are {", ".join(sorted(features))}.')
   example = tf.train.Example()
+  read = {}
   for name, spec in features.items():
     values = _values(instance.get(name), spec, f'{where}.{name}')
     if values:
+      read[name] = values
       feature = example.features.feature[name]
       if spec['dtype'] == 'string':
         feature.bytes_list.value.extend(v.encode('utf-8') for v in values)
@@ -67,7 +78,7 @@ def _serialized(index: int, instance: Any, features: Features) -> bytes:
         feature.int64_list.value.extend(values)
       else:
         feature.float_list.value.extend(values)
-  return example.SerializeToString()
+  return example.SerializeToString(), read
 
 
 def _decoded(encoded: Any, where: str) -> Dict[str, List[Any]]:

@@ -27,7 +27,8 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from models import export, versions
 from serving import pushed
-from serving.instances import Features, RequestError, serialized_examples
+from serving.instances import (Features, RequestError, read_instances,
+                               serialized_examples)
 
 SIGNATURE = 'serving_default'
 SIGNATURE_INPUT = 'examples'
@@ -61,11 +62,11 @@ class ServedModel:
     except Exception as e:  # pylint: disable=broad-except
       # Whatever the reason (no assets, a corrupt file, a missing signature),
       # the version cannot be served; the cause stays chained for the log.
-      raise ModelLoadError(f'version {version} at {path}: {_first_line(e)}'
+      raise ModelLoadError(f'version {version}: {_first_line(e)}'
                            ) from e
     if len(self.thresholds) != len(self.label_names):
       raise ModelLoadError(
-          f'version {version} at {path}: {len(self.label_names)} label names '
+          f'version {version}: {len(self.label_names)} label names '
           f'but {len(self.thresholds)} thresholds in its assets.')
     self._warm_up()
 
@@ -76,14 +77,14 @@ class ServedModel:
     try:
       outputs = self._signature(**{SIGNATURE_INPUT: tf.constant([], tf.string)})
     except (TypeError, ValueError, tf.errors.OpError) as e:
-      raise ModelLoadError(f'version {self.version} at {self.path}: its '
+      raise ModelLoadError(f'version {self.version}: its '
                            f'{SIGNATURE} signature fails: {_first_line(e)}'
                            ) from e
     for name in export.SERVING_OUTPUTS:
       shape = outputs[name].shape.as_list() if name in outputs else None
       if shape != [0, len(self.label_names)]:
         raise ModelLoadError(
-            f'version {self.version} at {self.path}: output {name!r} has shape '
+            f'version {self.version}: output {name!r} has shape '
             f'{shape}, expected [batch, {len(self.label_names)}] (one column '
             'per label of assets/labels.txt).')
 
@@ -91,6 +92,11 @@ class ServedModel:
     """A request's instances as serialized tf.Examples (see
     serving/instances.py); RequestError names a bad instance and feature."""
     return serialized_examples(instances, self.features)
+
+  def read(self, instances: Any
+           ) -> Tuple[List[bytes], List[Dict[str, List[Any]]]]:
+    """serialized(), and the features as the model reads them."""
+    return read_instances(instances, self.features)
 
   def predict(self, serialized: List[bytes]) -> Dict[str, np.ndarray]:
     """{probabilities, recommended, recommendation_scores}, [batch, labels].
@@ -171,8 +177,10 @@ class ModelStore:
                on_change: Optional[Callable[[ServedModel], None]] = None):
     self.serving_dir = serving_dir
     self._keep_other_versions = keep_other_versions
-    # Called with the new ServedModel after every swap (progress lines).
+    # Called with the new ServedModel after every swap (progress lines), and
+    # with the version and the reason after a version failed to load.
     self.on_change = on_change
+    self.on_load_failure: Optional[Callable[[int, str], None]] = None
     self._lock = threading.Lock()          # guards the fields below
     self._load_lock = threading.RLock()    # one load or swap at a time
     self._current: Optional[ServedModel] = None
@@ -324,10 +332,12 @@ class ModelStore:
     try:
       model = ServedModel(version, path)
     except ModelLoadError as e:
-      logger.error('Version %d cannot be served: %s', version, e,
+      logger.error('Version %d at %s cannot be served: %s', version, path, e,
                    exc_info=e.__cause__)
       with self._lock:
         self._failures[version] = (str(e), modified)
+      if self.on_load_failure:
+        self.on_load_failure(version, str(e))
       raise
     with self._lock:
       self._failures.pop(version, None)

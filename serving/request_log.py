@@ -87,7 +87,7 @@ class RequestLog:
     self.max_bytes = max_bytes
     self.backups = backups
     self._rng = rng or random.Random()
-    self._on_drop = on_drop
+    self.on_drop = on_drop
     self._queue: 'queue.Queue[Any]' = queue.Queue(queue_size)
     self._counts_lock = threading.Lock()    # guards the counts below
     self._dropped: Dict[str, int] = {}
@@ -289,5 +289,5 @@ class RequestLog:
       logger.warning('Request log %s: dropped %d record(s) (%s%s); further '
                      'drops are counted, not logged.', self.path, n, reason,
                      f': {detail}' if detail else '')
-    if self._on_drop:
-      self._on_drop(n)
+    if self.on_drop:
+      self.on_drop(n)

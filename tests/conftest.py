@@ -2,7 +2,9 @@
 
 `exported_model`: a small but real exported SavedModel (Transform analysis
 with TFT on 300 generated sessions, the Keras model trained for two steps,
-exported with per-label thresholds), as the Pusher would push it. Built once
+exported with per-label thresholds), as the Pusher would push it; and the
+same model exported with other thresholds (`other_export_dir`), whose
+`recommended` outputs differ. Built once
 per session; the model tests check the export, the serving tests serve it.
 """
 
@@ -75,9 +77,13 @@ def _analyze(settings, schema, examples_path, output_dir, temp_dir):
 THRESHOLDS = [0.3 + 0.4 * j / 46 for j in range(47)]
 
 
+# The thresholds of `other_export_dir`: the same model exported with these
+# decides differently, so that two versions' answers tell them apart.
+OTHER_THRESHOLDS = [1.0 - t for t in THRESHOLDS]
+
 ExportedModel = collections.namedtuple(
     'ExportedModel', ['export_dir', 'keras_model', 'held_out_rows',
-                      'thresholds', 'config'])
+                      'thresholds', 'config', 'other_export_dir'])
 
 
 @pytest.fixture(scope='session')
@@ -113,8 +119,12 @@ def exported_model(tmp_path_factory) -> ExportedModel:
   os.makedirs(work_dir)
   export.export_serving_model(model, transform_output, settings, export_dir,
                               work_dir, label_thresholds=THRESHOLDS)
+  other_export_dir = str(tmp / 'serving_model_other_thresholds')
+  export.export_serving_model(model, transform_output, settings,
+                              other_export_dir, work_dir,
+                              label_thresholds=OTHER_THRESHOLDS)
   # The pusher copies only the SavedModel: it must not need anything else.
   shutil.rmtree(transform_dir)
   shutil.rmtree(work_dir)
   return ExportedModel(export_dir, model, session_rows(6, seed=9),
-                       THRESHOLDS, config)
+                       THRESHOLDS, config, other_export_dir)

@@ -13,57 +13,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from harness import JSON, MODEL, Running, instances_of, push
 from models import export
 from pipeline.components.example_gen import row_to_example
 from serving import server as serving_server
+from serving.app import is_loopback
 from serving.model_store import ModelStore
+from serving.request_log import RequestLog
 
-NOT_AT_SERVING = ('repair_labels', 'session_date', 'span')
 LOCAL_CONFIG = Path(__file__).resolve().parents[2] / 'configs' / 'local.yaml'
-NAME = 'repairml'
-MODEL = f'/v1/models/{NAME}'
-JSON = {'Content-Type': 'application/json'}
-
-
-def instances_of(rows):
-  return [{k: v for k, v in row.items() if k not in NOT_AT_SERVING}
-          for row in rows]
-
-
-def push(export_dir, serving_dir, version):
-  shutil.copytree(export_dir, os.path.join(str(serving_dir), str(version)))
-
-
-class Running:
-  """A real server on a free loopback port, serving from a thread."""
-
-  def __init__(self, store, **options):
-    self.store = store
-    self.server = serving_server.create_server(store, NAME, port=0, **options)
-    self.thread = threading.Thread(target=self.server.serve_forever,
-                                   daemon=True)
-    self.thread.start()
-
-  def call(self, method, path, body=None, headers=None):
-    """(status, JSON answer, headers); `body` a dict is sent as JSON."""
-    if isinstance(body, (dict, list)):
-      body, headers = json.dumps(body).encode(), {**JSON, **(headers or {})}
-    host, port = self.server.server_address[:2]
-    connection = http.client.HTTPConnection(host, port, timeout=30)
-    try:
-      connection.request(method, path, body=body, headers=headers or {})
-      response = connection.getresponse()
-      data = response.read()
-      assert response.getheader('Content-Type') == 'application/json'
-      return response.status, json.loads(data), response
-    finally:
-      connection.close()
-
-  def stop(self):
-    self.server.shutdown()
-    self.server.server_close()
-    self.thread.join()
-
 
 @pytest.fixture(scope='module')
 def served(exported_model, tmp_path_factory):
@@ -72,11 +30,9 @@ def served(exported_model, tmp_path_factory):
   push(exported_model.export_dir, tmp / 'serving', 1)
   store = ModelStore(str(tmp / 'serving'))
   store.reload()
-  request_log = serving_server.RequestLog(str(tmp / 'requests.jsonl'))
-  running = Running(store, request_log=request_log)
+  running = Running(store, request_log=RequestLog(str(tmp / 'requests.jsonl')))
   yield running
   running.stop()
-  request_log.close()
 
 
 @pytest.fixture(scope='module')
@@ -99,11 +55,11 @@ def assert_same_outputs(predictions, expected):
 
 
 def test_it_listens_on_loopback_only_by_default(served):
-  assert served.server.server_address[0] == '127.0.0.1'
+  assert served.server.address[0] == '127.0.0.1'
   assert serving_server.build_parser().parse_args([]).host == '127.0.0.1'
-  assert served.server.admin
-  assert not serving_server.is_loopback('0.0.0.0')
-  assert serving_server.is_loopback('::1')
+  assert served.server.settings.admin
+  assert not is_loopback('0.0.0.0')
+  assert is_loopback('::1')
 
 
 def test_tf_serving_predict_equals_the_model_in_process(
@@ -169,10 +125,10 @@ def test_vertex_routes_predict_the_same(served, exported_model, in_process):
   health = served.call('GET', '/health')[:2]
 
   assert status == 200
-  assert set(answer) == {'predictions'}
+  assert set(answer) == {'model_version', 'predictions'}
   assert_same_outputs(answer['predictions'], in_process(rows))
   assert all(len(p['top_k']) == 3 for p in answer['predictions'])
-  assert health == (200, {'status': 'ok', 'model_version': '1'})
+  assert health == (200, {'status': 'ready', 'model_version': '1'})
 
 
 def test_a_version_can_be_asked_for_by_number(served, exported_model):
@@ -233,7 +189,13 @@ def test_a_bad_instance_is_a_400_naming_instance_and_feature(
     (b'{"instances": [', JSON, 400, 'not valid JSON'),
     (b'[1, 2]', JSON, 400, 'must be a JSON object'),
     (b'\xff\xfe', JSON, 400, 'not UTF-8'),
-    (b'{"inputs": {}}', JSON, 400, 'only the row format'),
+    (b'{"inputs": {}}', JSON, 400, '"inputs" must be an object'),
+    (b'{"instances": [{}], "inputs": {}}', JSON, 400, 'not both'),
+    (b'{"inputs": {"car_model": ["a"], "dtcs": []}}', JSON, 400,
+     'one value per session'),
+    (b'{"instances": [{"mileage_km": NaN}]}', JSON, 400, 'holds NaN'),
+    (b'{"instances": [{"mileage_km": Infinity}]}', JSON, 400,
+     'holds Infinity'),
     (b'{"instances": [{}], "signature_name": "x"}', JSON, 400,
      'signature_name'),
     (b'{"instances": [{}], "top_k": -1}', JSON, 400, 'top_k'),
@@ -252,7 +214,7 @@ def test_malformed_requests_are_refused(served, body, headers, status,
 def _announce_two_mib(served, headers: str) -> bytes:
   """Everything the server answers to a predict request that announces a
   2 MiB body (and sends none of it), with these extra header lines."""
-  host, port = served.server.server_address[:2]
+  host, port = served.server.address
   with socket.create_connection((host, port), timeout=10) as client:
     client.sendall(f'POST {MODEL}:predict HTTP/1.1\r\nHost: x\r\n{headers}'
                    f'Content-Length: {2 << 20}\r\n\r\n'.encode())
@@ -281,7 +243,8 @@ def test_a_too_large_body_is_refused_before_it_is_read(exported_model,
     ('GET', f'{MODEL}/versions/9', 404),
     ('GET', f'{MODEL}/versions/9/metadata', 404),
     ('GET', f'{MODEL}:predict', 405),
-    ('DELETE', MODEL, 501),
+    ('DELETE', MODEL, 405),
+    ('GET', f'{MODEL}/versions/1:pin', 405),
 ])
 def test_unknown_models_versions_and_routes(served, method, path, status):
   body = b'{}' if method == 'POST' else None
@@ -292,37 +255,39 @@ def test_unknown_models_versions_and_routes(served, method, path, status):
 
 
 def logged(path, session_id, seconds=10):
-  """The request log lines of a session (a line is written just after its
-  answer is sent)."""
+  """The request log lines of a session (written just after its answer)."""
   deadline = time.monotonic() + seconds
   while True:
     with open(path, encoding='utf-8') as f:
       records = [json.loads(line) for line in f]
     found = [r for r in records
-             if r['instances'][0].get('session_id') == [session_id]]
+             if r['instance'].get('session_id') == session_id]
     if found or time.monotonic() > deadline:
       return found
     time.sleep(0.01)
 
 
-def test_every_prediction_is_logged_for_monitoring(served, exported_model):
+def test_every_session_is_logged_for_monitoring(served, exported_model):
   rows = exported_model.held_out_rows[:2]
   instances = instances_of(rows)
   instances[0]['session_id'] = 'logged-session'
+  instances[1]['session_id'] = 'logged-session-2'
+  instances[1]['dtcs'] = []
 
   _, answer, _ = served.call('POST', f'{MODEL}:predict',
                              {'instances': instances})
 
-  (record,) = logged(served.server.request_log.path, 'logged-session')
-  assert record['model_version'] == 1 and record['route'] == 'tf_serving'
-  assert record['instances'][0]['car_model'] == [rows[0]['car_model']]
-  assert record['instances'][1]['dtcs'] == rows[1]['dtcs']
-  assert 'repair_labels' not in record['instances'][0]
-  assert record['recommended_labels'] == [
-      p['recommended_labels'] for p in answer['predictions']]
-  assert record['probabilities'] == [p['probabilities']
-                                     for p in answer['predictions']]
-  assert record['timestamp'].endswith('+00:00') and record['latency_ms'] > 0
+  path = served.server.request_log.path
+  (first,) = logged(path, 'logged-session')
+  (second,) = logged(path, 'logged-session-2')
+  assert first['model_version'] == 1 and first['route'] == 'tf_serving'
+  assert first['instance'] == instances[0]              # as it was sent
+  assert first['features']['car_model'] == [rows[0]['car_model']]
+  assert 'dtcs' not in second['features']               # as the model read it
+  assert 'repair_labels' not in first['features']
+  assert [first['prediction'], second['prediction']] == answer['predictions']
+  assert first['request_id'] == second['request_id']
+  assert first['timestamp'].endswith('+00:00') and first['latency_ms'] > 0
 
 
 def test_no_model_yet_is_a_503(tmp_path):
