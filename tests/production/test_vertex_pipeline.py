@@ -226,8 +226,11 @@ def test_the_pusher_deploys_the_serving_image_of_this_commit(compiled, spec):
       SERVING_IMAGE)
   assert custom_config['ai_platform_serving_args']['serving_container'] == (
       'repairml')
-  # Pinned in the job itself, not resolved when it runs.
+  # Pinned in the job itself, not resolved when it runs; `repairml submit`
+  # checks that it exists, with the component image.
   assert SERVING_IMAGE in json.dumps(job)
+  # pylint: disable-next=protected-access
+  assert submission._serving_images(job['pipelineSpec']) == {SERVING_IMAGE}
   # The executor reads it back as the container Vertex AI will run.
   container = vertex_pusher.push_settings(custom_config).container
   assert (container.image_uri, container.predict_route, container.health_route,
