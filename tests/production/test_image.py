@@ -66,7 +66,8 @@ def stage(name, instructions=None):
   for keyword, args in instructions[first_from:]:
     if keyword == 'FROM':
       words = args.split()
-      current = words[2] if len(words) == 3 and words[1].upper() == 'AS' else None
+      named = len(words) == 3 and words[1].upper() == 'AS'
+      current = words[2] if named else None
     if current == name:
       found.append((keyword, args))
   assert found, f'The Dockerfile has no stage {name!r}.'
@@ -367,7 +368,7 @@ def test_ignore_matcher_follows_docker_semantics(patterns, path, excluded):
   assert is_excluded(path, read_ignore_patterns(patterns)) is excluded
 
 
-# --- The serving image -----------------------------------------------------------
+# --- The serving image -------------------------------------------------------
 
 SERVING_CONFIG = 'configs/serving.yaml'
 
@@ -468,7 +469,8 @@ def test_the_serving_configuration_is_in_the_image_and_loads(monkeypatch):
   # The server's user may write both; the log file is stdout, which Vertex AI
   # sends to Cloud Logging.
   made = re.search(r'mkdir -p ([^&]+)', runs).group(1).split()
-  owned = re.search(r'chown -R repairml:repairml ([^&]+)', runs).group(1).split()
+  owned = re.search(r'chown -R repairml:repairml ([^&]+)',
+                    runs).group(1).split()
   for directory in (serving_dir, log_dir):
     assert directory in made, (directory, made)
     assert any(directory == path or directory.startswith(path + '/')

@@ -407,7 +407,8 @@ def test_the_routes_and_port_are_those_the_serving_image_serves():
   # The image's defaults (for a plain `docker run`) and the Model's
   # containerSpec must agree, or a local run of the image tests another
   # contract than the endpoint serves.
-  from test_image import environment, stage  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from test_image import environment, stage
   image_defaults = environment(stage('serving'))
 
   assert (image_defaults['AIP_PREDICT_ROUTE'],

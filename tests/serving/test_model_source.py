@@ -55,7 +55,7 @@ def leftovers(local_dir):
           if name.startswith(model_source.STAGING_PREFIX)]
 
 
-# --- Without AIP_STORAGE_URI ---------------------------------------------------
+# --- Without AIP_STORAGE_URI -------------------------------------------------
 
 @pytest.mark.parametrize('environ', [{}, {'AIP_STORAGE_URI': ''},
                                      {'AIP_STORAGE_URI': '  '},
@@ -68,7 +68,7 @@ def test_without_a_storage_uri_the_configured_directory_is_served(tmp_path,
   assert not os.path.exists(serving_dir)
 
 
-# --- With AIP_STORAGE_URI: a real exported model ------------------------------
+# --- With AIP_STORAGE_URI: a real exported model -----------------------------
 
 def test_the_model_at_the_uri_becomes_the_one_version_of_a_local_directory(
     tmp_path, exported_model):
@@ -103,7 +103,7 @@ def test_the_copy_is_what_the_model_store_serves(tmp_path, exported_model):
   assert store.failures() == {}
 
 
-# --- The version number ---------------------------------------------------------
+# --- The version number ------------------------------------------------------
 
 def test_the_version_is_the_one_the_provenance_records(tmp_path):
   provenance = {'model_uri': '/runs/Trainer/model/7/Format-Serving',
@@ -174,7 +174,7 @@ def test_a_trailing_slash_on_the_uri_changes_nothing(tmp_path):
       os.path.join(source, 'variables'))
 
 
-# --- Errors: one line, and no version left behind --------------------------
+# --- Errors: one line, and no version left behind ----------------------------
 
 def _refused(serving_dir, uri):
   with pytest.raises(ModelSourceError) as raised:
