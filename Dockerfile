@@ -23,8 +23,8 @@
 #   endpoints.predict, {"instances": [...], "parameters": {...}}; the answer
 #   is {"predictions": [...]}), the routes the Pusher uploads the Model with;
 # - it serves the SavedModel that Vertex AI copies from the Model's
-#   artifact_uri and names in AIP_STORAGE_URI: serving/model_source.py copies
-#   it into paths.serving_dir at start.
+#   artifact_uri and names in AIP_STORAGE_URI: at start, serving/
+#   model_source.py copies it into <paths.serving_dir>/.aip-storage/.
 # Vertex AI also sets AIP_ENDPOINT_ID, AIP_DEPLOYED_MODEL_ID, AIP_MODE and a
 # few more, which the server does not need.
 
