@@ -18,9 +18,14 @@ PYTEST_ARGS ?=
 # The component image (Dockerfile) and where `make push-image` puts it: your
 # Artifact Registry repository. It is tagged with the commit it is built from.
 IMAGE_URI ?= europe-west4-docker.pkg.dev/YOUR_PROJECT/repairml/repairml
+# The serving image (Dockerfile, stage `serving`), which the Vertex Pusher
+# deploys; by default beside the component image, as vertex.serving_image
+# defaults to vertex.image + "-serving".
+SERVING_IMAGE_URI ?= $(IMAGE_URI)-serving
 DOCKER ?= docker
 GIT_COMMIT = $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 IMAGE_TAG = $(IMAGE_URI):$(GIT_COMMIT)
+SERVING_IMAGE_TAG = $(SERVING_IMAGE_URI):$(GIT_COMMIT)
 
 # TFX 1.16 needs Python 3.10. Take python3.10 from PATH if it works (a pyenv
 # shim may exist without the version being active), else pyenv's 3.10.
@@ -31,18 +36,21 @@ PYTHON310 := $(shell \
     ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 2>/dev/null | sort -V | tail -n 1; \
   fi)
 
-.PHONY: help install run data test test-fast lock schema-diff clean image push-image
+.PHONY: help install run data test test-fast lock schema-diff clean image push-image \
+  serving-image push-serving-image
 
 help:
-	@echo 'make run          set up .venv, generate the default data, run the local pipeline'
-	@echo 'make test         set up .venv and run the whole test suite'
-	@echo 'make test-fast    the suite without the slow end-to-end tests'
-	@echo 'make data         generate the default data set if it is missing'
-	@echo 'make schema-diff  diff the schema SchemaGen proposes against schema/schema.pbtxt'
-	@echo 'make lock         re-compile requirements.lock from requirements.in'
-	@echo 'make image        build the component image, tagged IMAGE_URI:<git commit>'
-	@echo 'make push-image   build the component image and push it to IMAGE_URI'
-	@echo 'make clean        remove .venv, runs/ and the generated data'
+	@echo 'make run                 set up .venv, generate the default data, run the local pipeline'
+	@echo 'make test                set up .venv and run the whole test suite'
+	@echo 'make test-fast           the suite without the slow end-to-end tests'
+	@echo 'make data                generate the default data set if it is missing'
+	@echo 'make schema-diff         diff the schema SchemaGen proposes against schema/schema.pbtxt'
+	@echo 'make lock                re-compile requirements.lock from requirements.in'
+	@echo 'make image               build the component image, tagged IMAGE_URI:<git commit>'
+	@echo 'make push-image          build the component image and push it to IMAGE_URI'
+	@echo 'make serving-image       build the serving image, tagged SERVING_IMAGE_URI:<git commit>'
+	@echo 'make push-serving-image  build the serving image and push it to SERVING_IMAGE_URI'
+	@echo 'make clean               remove .venv, runs/ and the generated data'
 
 $(INSTALLED): requirements.lock setup.py
 	@if [ -z "$(PYTHON310)" ]; then \
@@ -88,34 +96,48 @@ lock: $(INSTALLED)
 	$(VENV)/bin/uv pip compile requirements.in --python-version 3.10 \
 	  --python-platform x86_64-unknown-linux-gnu -o requirements.lock
 
-# The tag names a commit, so the tree must be clean: with uncommitted changes
-# the image would hold code that no commit has. Vertex AI runs linux/amd64.
+# The checks before an image is built, for `$(call image_checks,TARGET,URI
+# VARIABLE,URI)`. The tag names a commit, so the tree must be clean: with
+# uncommitted changes the image would hold code that no commit has.
+define image_checks
+@case '$(3)' in *YOUR_PROJECT*) \
+  echo 'make $(1): $(2) is still the placeholder $(3). Name your Artifact Registry repository, for example: make $(1) IMAGE_URI=europe-west4-docker.pkg.dev/my-project/repairml/repairml' >&2; \
+  exit 1;; \
+esac
+@if ! command -v '$(DOCKER)' >/dev/null 2>&1; then \
+  echo 'make $(1): `$(DOCKER)` is not installed on this machine. Install Docker (https://docs.docker.com/engine/install/) or run make $(1) on a machine that has it.' >&2; \
+  exit 1; \
+fi
+@if ! '$(DOCKER)' info >/dev/null 2>&1; then \
+  echo 'make $(1): `$(DOCKER)` is installed but cannot reach a Docker engine (`$(DOCKER) info` fails). Start the Docker daemon, or run make $(1) on a machine that has one.' >&2; \
+  exit 1; \
+fi
+@if [ -z '$(GIT_COMMIT)' ]; then \
+  echo 'make $(1): no git commit to tag the image with. Run it in a git clone of repairml that has at least one commit.' >&2; \
+  exit 1; \
+fi
+@if [ -n "$$(git status --porcelain)" ]; then \
+  echo 'make $(1): the working tree has uncommitted changes (below), so the tag $(GIT_COMMIT) would not describe the image. Commit or stash them, then run make $(1) again.' >&2; \
+  git status --short >&2; \
+  exit 1; \
+fi
+endef
+
+# Vertex AI runs linux/amd64.
 image:
-	@case '$(IMAGE_URI)' in *YOUR_PROJECT*) \
-	  echo 'make image: IMAGE_URI is still the placeholder $(IMAGE_URI). Name your Artifact Registry repository, for example: make image IMAGE_URI=europe-west4-docker.pkg.dev/my-project/repairml/repairml' >&2; \
-	  exit 1;; \
-	esac
-	@if ! command -v '$(DOCKER)' >/dev/null 2>&1; then \
-	  echo 'make image: `$(DOCKER)` is not installed on this machine. Install Docker (https://docs.docker.com/engine/install/) or run make image on a machine that has it.' >&2; \
-	  exit 1; \
-	fi
-	@if ! '$(DOCKER)' info >/dev/null 2>&1; then \
-	  echo 'make image: `$(DOCKER)` is installed but cannot reach a Docker engine (`$(DOCKER) info` fails). Start the Docker daemon, or run make image on a machine that has one.' >&2; \
-	  exit 1; \
-	fi
-	@if [ -z '$(GIT_COMMIT)' ]; then \
-	  echo 'make image: no git commit to tag the image with. Run it in a git clone of repairml that has at least one commit.' >&2; \
-	  exit 1; \
-	fi
-	@if [ -n "$$(git status --porcelain)" ]; then \
-	  echo 'make image: the working tree has uncommitted changes (below), so the tag $(GIT_COMMIT) would not describe the image. Commit or stash them, then run make image again.' >&2; \
-	  git status --short >&2; \
-	  exit 1; \
-	fi
+	$(call image_checks,image,IMAGE_URI,$(IMAGE_URI))
 	$(DOCKER) build --platform linux/amd64 -t $(IMAGE_TAG) .
 
 push-image: image
 	$(DOCKER) push $(IMAGE_TAG)
+
+# The same checks and tag; SERVING_IMAGE_URI follows IMAGE_URI unless set.
+serving-image:
+	$(call image_checks,serving-image,SERVING_IMAGE_URI,$(SERVING_IMAGE_URI))
+	$(DOCKER) build --platform linux/amd64 --target serving -t $(SERVING_IMAGE_TAG) .
+
+push-serving-image: serving-image
+	$(DOCKER) push $(SERVING_IMAGE_TAG)
 
 clean:
 	rm -rf $(VENV) runs $(DATA_DIR) *.egg-info

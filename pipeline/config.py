@@ -33,6 +33,12 @@ LossName = Literal['binary_crossentropy', 'weighted_binary_crossentropy',
                    'focal', 'soft_macro_f1']
 LOSS_NAMES = typing.get_args(LossName)
 FEATURE_KINDS = ('numeric', 'categorical', 'multivalent')
+# The servers the Vertex Pusher can deploy (pipeline/production/
+# vertex_pusher.py; listed here so that loading needs no TFX).
+ServingContainer = Literal['repairml', 'tf_serving']
+# Vertex AI's prebuilt TF Serving image, at least as new as the training TF.
+TF_SERVING_IMAGE = ('us-docker.pkg.dev/vertex-ai/prediction/'
+                    'tf2-cpu.2-17:latest')
 
 # A key's place in the file, as pydantic reports it: ('features', 'numeric', 5).
 Key = Tuple[Any, ...]
@@ -256,8 +262,12 @@ class Endpoint(_Section):
   """The Vertex AI Model the Pusher adds versions to, and its endpoint."""
   model_display_name: str
   endpoint_display_name: str
-  serving_image: str = ('us-docker.pkg.dev/vertex-ai/prediction/'
-                        'tf2-cpu.2-17:latest')
+  # What serves each version: repairml, the serving image (vertex.
+  # serving_image), with the contract of `repairml serve`; or tf_serving,
+  # Vertex AI's prebuilt TF Serving image (tf_serving_image), which answers
+  # with bare tensors.
+  serving_container: ServingContainer = 'repairml'
+  tf_serving_image: str = Field(TF_SERVING_IMAGE, min_length=1)
   machine_type: str = 'n1-standard-4'
   min_replica_count: int = Field(1, gt=0)
   max_replica_count: int = 2
@@ -266,6 +276,17 @@ class Endpoint(_Section):
   # Versions of the Model left deployed after a push; older ones are
   # undeployed (the default version stays while keep_deployed > 1).
   keep_deployed: int = Field(2, gt=0)
+
+  @model_validator(mode='before')
+  @classmethod
+  def _no_serving_image(cls, keys: Any) -> Any:
+    if isinstance(keys, dict) and 'serving_image' in keys:
+      raise _Invalid(('serving_image',), 'no longer read: the Pusher '
+                     'deploys the repairml serving image (vertex.'
+                     'serving_image) by default; for the prebuilt TF Serving '
+                     'image set serving_container: tf_serving and '
+                     'tf_serving_image.')
+    return keys
 
   @model_validator(mode='after')
   def _replica_range(self) -> 'Endpoint':
@@ -284,16 +305,30 @@ class Vertex(_Section):
   service_account: str = Field(min_length=1)
   # The component image, without its tag.
   image: str = Field(min_length=1)
+  # The serving image (make push-serving-image), without its tag: the
+  # compiled pipeline gives it the component image's tag. Default: image +
+  # "-serving", where make push-serving-image puts it by default.
+  serving_image: str = Field('', validate_default=True)
   dataflow: Dataflow
   endpoint: Endpoint
   trainer: WorkerPool = Field(default_factory=WorkerPool)
   tuner: WorkerPool = Field(default_factory=WorkerPool)
   enable_caching: bool = True
 
-  @field_validator('image')
+  @model_validator(mode='before')
+  @classmethod
+  def _serving_image_beside_the_component_image(cls, keys: Any) -> Any:
+    if (isinstance(keys, dict) and 'serving_image' not in keys and
+        isinstance(keys.get('image'), str) and keys['image']):
+      return {**keys, 'serving_image': keys['image'] + '-serving'}
+    return keys
+
+  @field_validator('image', 'serving_image')
   @classmethod
   def _untagged(cls, image: str) -> str:
-    if ':' in image.rsplit('/', 1)[-1]:
+    if not image:
+      raise ValueError('must not be empty.')
+    if ':' in image.rsplit('/', 1)[-1] or '@' in image:
       raise ValueError('leave the tag out: the compiled pipeline tags the '
                        'image with the git commit (or --image-tag).')
     return image

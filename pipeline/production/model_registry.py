@@ -1,6 +1,6 @@
 """Every request the push and the promotion send to Vertex AI, through the
-aiplatform SDK: the Model's versions, their labels and aliases, and the
-endpoint's deployed models and traffic split.
+aiplatform SDK: the Model's versions, their serving containers, labels and
+aliases, and the endpoint's deployed models and traffic split.
 
 The Pusher's executor (vertex_pusher.py, in the component image) and
 `repairml promote` (promotion.py, on your machine) both use
@@ -36,12 +36,24 @@ class VertexError(RuntimeError):
 
 
 @dataclasses.dataclass(frozen=True)
+class ServingContainer:
+  """How Vertex AI runs the container that serves a model version (the
+  Model's containerSpec). A route or port left out is Vertex AI's default,
+  which a prebuilt image such as TF Serving's expects."""
+  image_uri: str
+  predict_route: Optional[str] = None
+  health_route: Optional[str] = None
+  ports: Tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelVersion:
   """One version of a Vertex Model."""
   resource_name: str  # projects/<p>/locations/<r>/models/<id>
   version_id: str
   labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
   aliases: Tuple[str, ...] = ()
+  serving_image: str = ''  # the image of its serving container
 
   @property
   def versioned_name(self) -> str:
@@ -127,16 +139,15 @@ class VertexModelRegistry:
       resource = aiplatform.Model(model_name=model, version=version_id,
                                   project=self._project,
                                   location=self._region).gca_resource
-    return ModelVersion(model, resource.version_id, dict(resource.labels),
-                        tuple(resource.version_aliases))
+    return _model_version(model, resource)
 
   def upload_version(self, display_name: str, artifact_uri: str,
-                     serving_image: str, parent_model: Optional[str],
+                     container: ServingContainer, parent_model: Optional[str],
                      labels: Mapping[str, str], is_default_version: bool,
                      description: str) -> ModelVersion:
     """Uploads the SavedModel at `artifact_uri` as a new version of
     `parent_model`, or as a new Model if `parent_model` is None (whose first
-    version Vertex AI always makes the default)."""
+    version Vertex AI always makes the default), served by `container`."""
     if not artifact_uri.startswith('gs://'):
       # The SDK would copy a local directory to a staging bucket of its own.
       raise ValueError(
@@ -147,7 +158,10 @@ class VertexModelRegistry:
       model = aiplatform.Model.upload(
           display_name=display_name,
           artifact_uri=artifact_uri,
-          serving_container_image_uri=serving_image,
+          serving_container_image_uri=container.image_uri,
+          serving_container_predict_route=container.predict_route,
+          serving_container_health_route=container.health_route,
+          serving_container_ports=list(container.ports) or None,
           parent_model=parent_model,
           is_default_version=is_default_version,
           labels=dict(labels),
@@ -155,8 +169,7 @@ class VertexModelRegistry:
           project=self._project,
           location=self._region)
       resource = model.gca_resource
-    return ModelVersion(model.resource_name, model.version_id,
-                        dict(resource.labels), tuple(resource.version_aliases))
+    return _model_version(model.resource_name, resource)
 
   def delete_version(self, version: ModelVersion, whole_model: bool) -> None:
     """Deletes `version`; with `whole_model`, the Model it is the only
@@ -311,6 +324,13 @@ class VertexModelRegistry:
 
 def _one_line(error: Exception) -> str:
   return ' '.join(str(getattr(error, 'message', None) or error).split())[:400]
+
+
+def _model_version(model: str, resource) -> ModelVersion:
+  """The record of a Model resource (google.cloud.aiplatform_v1 proto)."""
+  return ModelVersion(model, resource.version_id, dict(resource.labels),
+                      tuple(resource.version_aliases),
+                      resource.container_spec.image_uri)
 
 
 def _endpoint_state(resource) -> EndpointState:

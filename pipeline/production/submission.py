@@ -80,6 +80,9 @@ _CRON_EXAMPLE = ('e.g. "0 3 * * MON" runs at 03:00 UTC every Monday, '
 # Registries that accept the Google credentials that submit the job.
 _GOOGLE_REGISTRY = re.compile(
     r'^(?:[a-z0-9-]+-docker\.pkg\.dev|(?:[a-z]+\.)?gcr\.io)$')
+# tfx.extensions.google_cloud_ai_platform's VERTEX_CONTAINER_IMAGE_URI_KEY,
+# which this client-side module does not import TFX for.
+_SERVING_IMAGE_KEY = 'ai_platform_vertex_container_image_uri'
 _MANIFEST_TYPES = ', '.join((
     'application/vnd.oci.image.index.v1+json',
     'application/vnd.docker.distribution.manifest.list.v2+json',
@@ -440,15 +443,17 @@ def check_images(job: aiplatform.PipelineJob,
   """Checks that the job's container images exist; returns those checked.
 
   Vertex AI accepts a job whose image does not exist and fails only when the
-  step starts, often an hour into the run. This asks the registry first,
-  through the Docker Registry API that Artifact Registry and Container
-  Registry serve. Images in other registries are not checked. `session` is an
-  authorised requests session; by default one with the job's credentials.
+  step starts, often an hour into the run; a missing serving image fails the
+  Pusher, the last step. This asks the registry first, through the Docker
+  Registry API that Artifact Registry and Container Registry serve. Images in
+  other registries are not checked. `session` is an authorised requests
+  session; by default one with the job's credentials.
   """
   executors = job.pipeline_spec.get('deploymentSpec', {}).get('executors', {})
   images = sorted({executor['container']['image']
                    for executor in executors.values()
-                   if 'container' in executor})
+                   if 'container' in executor} |
+                  _serving_images(job.pipeline_spec))
   google_hosted = [image for image in images
                    if _GOOGLE_REGISTRY.match(image.split('/', 1)[0])]
   if session is None:
@@ -480,10 +485,31 @@ def check_images(job: aiplatform.PipelineJob,
           f'{image}: retry, or check the image name')
   if missing:
     raise SubmissionError(
-        'container image(s) not found: {}: build and push them (`docker push '
-        'IMAGE`), or fix the image in the configuration and compile the '
-        'pipeline again'.format(', '.join(missing)))
+        'container image(s) not found: {}: build and push them (make '
+        'push-image, make push-serving-image), or fix the image in the '
+        'configuration and compile the pipeline again'.format(
+            ', '.join(missing)))
   return google_hosted
+
+
+def _serving_images(pipeline_spec: Mapping[str, Any]) -> set:
+  """The serving images that tasks upload models with: the Pusher's
+  custom_config names it under TFX's Vertex key (vertex_pusher.py)."""
+  images = set()
+  tasks = pipeline_spec.get('root', {}).get('dag', {}).get('tasks', {})
+  for task in tasks.values():
+    constant = (task.get('inputs', {}).get('parameters', {})
+                .get('custom_config', {}).get('runtimeValue', {})
+                .get('constant'))
+    try:
+      custom_config = json.loads(constant) if isinstance(constant, str) else {}
+    except ValueError:
+      continue
+    image = (custom_config.get(_SERVING_IMAGE_KEY)
+             if isinstance(custom_config, dict) else None)
+    if isinstance(image, str) and image:
+      images.add(image)
+  return images
 
 
 def default_credentials() -> auth_credentials.Credentials:

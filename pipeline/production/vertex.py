@@ -9,7 +9,9 @@ Google Cloud kind of four nodes:
 - the Tuner and the Trainer from tfx.extensions.google_cloud_ai_platform, on
   Vertex Training machines from the configuration;
 - the Pusher, which adds a version to one Vertex AI Model and deploys it to
-  an endpoint as a canary (pipeline/production/vertex_pusher.py);
+  an endpoint as a canary (pipeline/production/vertex_pusher.py), served by
+  the serving image of the same commit as the component image, or by a
+  prebuilt TF Serving image;
 and the Dataflow arguments of every Beam component. `VertexPlatform`, at the
 end, offers them to create_pipeline with the methods of pipeline/platform.py's
 LocalPlatform.
@@ -202,11 +204,33 @@ def trainer(config: Config, image: str, model_settings: Dict[str, Any],
       **inputs)
 
 
-def pusher(config: Config, model_code_version: str,
+def image_tag(image: str) -> str:
+  """The tag of an image reference such as europe-docker.pkg.dev/p/r/x:tag."""
+  name, _, tag = image.rpartition(':')
+  if not name or '/' in tag or '@' in image:
+    raise ValueError(f'The image {image} has no tag.')
+  return tag
+
+
+def serving_image(config: Config, component_image: str) -> str:
+  """The image that serves every version the Pusher deploys.
+
+  repairml's serving image is built from the same commit as the component
+  image (make push-image, make push-serving-image), so it takes the
+  component image's tag: the git commit, or --image-tag. tf_serving takes
+  the configured TF Serving image as it is.
+  """
+  vertex = config.vertex
+  if vertex.endpoint.serving_container == vertex_pusher.TF_SERVING:
+    return vertex.endpoint.tf_serving_image
+  return f'{vertex.serving_image}:{image_tag(component_image)}'
+
+
+def pusher(config: Config, model_code_version: str, component_image: str,
            **inputs) -> tfx.components.Pusher:
-  """Adds the blessed model as a new version of one Vertex AI Model, and
-  deploys it to the endpoint with the configured share of traffic, keeping
-  `vertex.endpoint.keep_deployed` versions deployed.
+  """Adds the blessed model as a new version of one Vertex AI Model, served
+  by `serving_image()`, and deploys it to the endpoint with the configured
+  share of traffic, keeping `vertex.endpoint.keep_deployed` versions deployed.
 
   The custom_config keys are the Vertex Pusher extension's; its component
   class takes no custom executor, so the standard one carries ours.
@@ -215,7 +239,8 @@ def pusher(config: Config, model_code_version: str,
   return tfx.components.Pusher(
       custom_config=vertex_pusher.custom_config(
           project=vertex.project, region=vertex.region,
-          serving_image=endpoint.serving_image,
+          serving_image=serving_image(config, component_image),
+          serving_container=endpoint.serving_container,
           model_display_name=endpoint.model_display_name,
           endpoint_display_name=endpoint.endpoint_display_name,
           traffic_percentage=endpoint.traffic_percentage,
@@ -261,7 +286,7 @@ class VertexPlatform:
   def pusher(self, **inputs):
     # The version's code_version label names the code that built the model.
     return pusher(self._config, code_version(settings.TRAINER_MODULE),
-                  **inputs)
+                  self._image, **inputs)
 
   def beam_pipeline_args(self) -> List[str]:
     return beam_pipeline_args(self._config)

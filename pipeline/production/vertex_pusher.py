@@ -9,6 +9,18 @@ pipeline, the pipeline run, the code version and the candidate model, and
 deploys it next to the versions already serving with a configurable share of
 the traffic. An unblessed model is neither uploaded nor deployed.
 
+Each version is served by one of two containers (`serving_container`):
+- `repairml` (the default): the serving image (Dockerfile, stage `serving`),
+  which runs `repairml serve` as a Vertex AI custom container, so that the
+  endpoint answers with the same JSON as the local server: label names,
+  recommended_labels, top_k. The Model is uploaded with that server's routes
+  and port (REPAIRML_PREDICT_ROUTE, REPAIRML_HEALTH_ROUTE, REPAIRML_PORT
+  below); Vertex AI passes them to the container as AIP_PREDICT_ROUTE,
+  AIP_HEALTH_ROUTE and AIP_HTTP_PORT, and a copy of the SavedModel as
+  AIP_STORAGE_URI, which the server copies in (serving/model_source.py).
+- `tf_serving`: a prebuilt TF Serving image of Vertex AI, with its own routes
+  and port. It answers with the SavedModel's bare output tensors.
+
 A push is safe to retry (Vertex AI Pipelines retries a failed task, and a
 cached Trainer hands the next run the same model):
 - Its identity is the label `model_uri_hash`, a digest of the gs:// URI of the
@@ -62,6 +74,7 @@ from tfx.utils import json_utils
 from pipeline.production import labels as gcp_labels
 from pipeline.production.model_registry import (DEFAULT_ALIAS, EndpointState,
                                                 ModelVersion,
+                                                ServingContainer,
                                                 VertexError,
                                                 VertexModelRegistry,
                                                 traffic_without)
@@ -93,6 +106,18 @@ _RESERVED_LABELS = (PIPELINE_LABEL, PIPELINE_RUN_LABEL, CODE_VERSION_LABEL,
                     MODEL_ARTIFACT_LABEL, IDENTITY_LABEL, PUSH_STATE_LABEL)
 
 _MAX_DISPLAY_NAME_LENGTH = 128
+
+# The servers a version can be deployed with (see the module docstring).
+REPAIRML = 'repairml'
+TF_SERVING = 'tf_serving'
+ServingContainerKind = Literal['repairml', 'tf_serving']
+# How Vertex AI reaches `repairml serve` in the serving image: the routes it
+# answers (it reads them back from AIP_PREDICT_ROUTE and AIP_HEALTH_ROUTE) and
+# the port Vertex AI sends to, 8080, its default. The image's own defaults are
+# the same (Dockerfile; tests/production/test_image.py).
+REPAIRML_PREDICT_ROUTE = '/predict'
+REPAIRML_HEALTH_ROUTE = '/health'
+REPAIRML_PORT = 8080
 
 # Vertex AI Pipelines runs a TFX executor through KubeflowV2's container
 # entrypoint, which gives it no pipeline run id. The entrypoint does name the
@@ -134,6 +159,8 @@ class ServingArgs(BaseModel):
   min_replica_count: int = Field(ge=1, description='an integer >= 1')
   max_replica_count: int = Field(ge=1, description='an integer >= 1')
   code_version: Annotated[str, _NonBlank] = Field(description=_TEXT)
+  serving_container: ServingContainerKind = Field(
+      description=f"'{REPAIRML}' or '{TF_SERVING}'")
   keep_deployed: int = Field(2, ge=1, description='an integer >= 1')
   pipeline_name: str = Field('', description='a string')
   labels: Dict[gcp_labels.LabelKey, str] = Field(
@@ -189,6 +216,19 @@ class PushSettings(BaseModel):
   # nobody, it makes a change to the push code a change of the cache key.
   pusher_code_version: str = Field('', description='a string')
 
+  @model_validator(mode='after')
+  def _repairml_image_names_its_build(self) -> 'PushSettings':
+    image = self.ai_platform_vertex_container_image_uri
+    if (self.ai_platform_serving_args.serving_container == REPAIRML and
+        ':' not in image.rsplit('/', 1)[-1] and '@' not in image):
+      raise ValueError(
+          f'has {constants.VERTEX_CONTAINER_IMAGE_URI_KEY} {image} without a '
+          f"tag, but serving_container '{REPAIRML}' needs one: name the build "
+          'of the serving image, e.g. <image>:<git commit> (make '
+          'push-serving-image), so that a model version keeps the server it '
+          'was pushed with')
+    return self
+
   @property
   def region(self) -> str:
     return self.ai_platform_vertex_region
@@ -200,6 +240,17 @@ class PushSettings(BaseModel):
   @property
   def serving(self) -> ServingArgs:
     return self.ai_platform_serving_args
+
+  @property
+  def container(self) -> ServingContainer:
+    """The serving container every uploaded version gets."""
+    if self.serving.serving_container == TF_SERVING:
+      # The prebuilt image's own routes and port are Vertex AI's defaults.
+      return ServingContainer(self.serving_image)
+    return ServingContainer(self.serving_image,
+                            predict_route=REPAIRML_PREDICT_ROUTE,
+                            health_route=REPAIRML_HEALTH_ROUTE,
+                            ports=(REPAIRML_PORT,))
 
 
 def custom_config(project: str,
@@ -213,6 +264,7 @@ def custom_config(project: str,
                   max_replica_count: int,
                   code_version: str,
                   *,
+                  serving_container: str,
                   keep_deployed: int = 2,
                   pipeline_name: str = '',
                   labels: Optional[Mapping[str, str]] = None,
@@ -222,7 +274,8 @@ def custom_config(project: str,
   Args:
     project: the Google Cloud project of the Model and the endpoint.
     region: their Vertex AI region, e.g. 'europe-west4'.
-    serving_image: the serving container image of every uploaded version.
+    serving_image: the serving container image of every uploaded version:
+      repairml's serving image with its tag, or a TF Serving image.
     model_display_name: the Vertex Model that pushes add versions to.
     endpoint_display_name: the endpoint each version is deployed to; it is
       created on the first push if no endpoint has this name.
@@ -234,6 +287,10 @@ def custom_config(project: str,
     max_replica_count: its maximum number of replicas (>= min_replica_count).
     code_version: the version of the code that built the model; it becomes
       the `code_version` label of the model version.
+    serving_container: what `serving_image` is: 'repairml', the serving
+      image of this project, uploaded with the routes and port of `repairml
+      serve`; or 'tf_serving', a prebuilt TF Serving image of Vertex AI,
+      uploaded with Vertex AI's defaults.
     keep_deployed: how many versions of the Model stay deployed after a push
       (>= 1); older ones are undeployed.
     pipeline_name: the `pipeline` label when the orchestrator does not tell
@@ -249,7 +306,7 @@ def custom_config(project: str,
      SERVING_ARGS_KEY: {'project_id', 'model_display_name',
        'endpoint_display_name', 'traffic_percentage', 'machine_type',
        'min_replica_count', 'max_replica_count', 'code_version',
-       'keep_deployed', 'pipeline_name', 'labels'}}
+       'serving_container', 'keep_deployed', 'pipeline_name', 'labels'}}
 
   Raises:
     PushConfigError: if a value is invalid.
@@ -267,6 +324,7 @@ def custom_config(project: str,
           'min_replica_count': min_replica_count,
           'max_replica_count': max_replica_count,
           'code_version': code_version,
+          'serving_container': serving_container,
           'keep_deployed': keep_deployed,
           'pipeline_name': pipeline_name,
           'labels': dict(labels or {}),
@@ -350,13 +408,14 @@ def push(registry: VertexModelRegistry, settings: PushSettings,
   identity = {IDENTITY_LABEL: gcp_labels.short_hash(model_path)}
   model = registry.find_model(args.model_display_name)
   endpoint = registry.find_or_create_endpoint(args.endpoint_display_name)
-  version = _pushed_before(registry, model, identity, endpoint)
+  version = _pushed_before(registry, model, identity, endpoint,
+                           settings.serving_image)
   uploaded = version is None
   if uploaded:
     version = registry.upload_version(
         display_name=args.model_display_name,
         artifact_uri=model_path,
-        serving_image=settings.serving_image,
+        container=settings.container,
         parent_model=model,
         labels={**labels, **identity},
         # Made the default below, once it serves all traffic: a default that
@@ -406,8 +465,8 @@ def push(registry: VertexModelRegistry, settings: PushSettings,
 
 
 def _pushed_before(registry: VertexModelRegistry, model: Optional[str],
-                   identity: Mapping[str, str],
-                   endpoint: EndpointState) -> Optional[ModelVersion]:
+                   identity: Mapping[str, str], endpoint: EndpointState,
+                   serving_image: str) -> Optional[ModelVersion]:
   """The version an earlier push of this model uploaded, or None."""
   if model is None:
     return None
@@ -421,6 +480,13 @@ def _pushed_before(registry: VertexModelRegistry, model: Optional[str],
                     model, identity, chosen.versioned_name)
   logging.info('%s holds this model already (%s); not uploading it again.',
                chosen.versioned_name, identity)
+  if chosen.serving_image and chosen.serving_image != serving_image:
+    # The model is the identity, so the version stays what it was uploaded
+    # as; a Model version's container cannot change.
+    logging.warning('%s was uploaded with the serving image %s, not %s as '
+                    'configured now; it keeps serving with %s.',
+                    chosen.versioned_name, chosen.serving_image, serving_image,
+                    chosen.serving_image)
   return chosen
 
 

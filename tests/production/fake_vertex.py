@@ -5,12 +5,13 @@ promote and look at.
 The SDK runs unchanged down to its ModelServiceClient and
 EndpointServiceClient; their methods are replaced by FakeVertex's, which
 record each request and keep the state a real Vertex AI would: the Models and
-their versions, labels and aliases, the endpoints and their deployed models
-and traffic split. The rules that make a push hard to get right are
-enforced as Vertex AI enforces them: one default version per Model, the
-first version of a new Model is the default, a deployed or default version
-cannot be deleted, nor a Model's last version, and a traffic split adds up
-to 100 and sends nothing to a model being undeployed.
+their versions, labels, aliases and serving containers, the endpoints and
+their deployed models and traffic split. The rules that make a push hard to
+get right are enforced as Vertex AI enforces them: one default version per
+Model, the first version of a new Model is the default, a deployed or default
+version cannot be deleted, nor a Model's last version, a traffic split adds
+up to 100 and sends nothing to a model being undeployed, and an uploaded
+model names the image of its serving container.
 """
 
 import datetime
@@ -125,6 +126,15 @@ class FakeVertex:
   def calls(self, method):
     return [request for name, request in self.requests if name == method]
 
+  def uploaded_containers(self):
+    """The serving container of each upload, as the fields the request set:
+    {'image_uri', 'predict_route', 'health_route', 'ports', 'env', ...}.
+    Compared whole, it shows a field set by mistake as well as one missing."""
+    return [type(upload.model.container_spec).to_dict(
+        upload.model.container_spec,
+        always_print_fields_with_no_presence=False)
+            for upload in self.calls('upload_model')]
+
   def changes(self):
     """The methods called that change something, in order."""
     return [method for method, _ in self.requests
@@ -157,6 +167,10 @@ class FakeVertex:
             if versions[0].display_name == wanted]
 
   def _upload_model(self, request):
+    if not request.model.container_spec.image_uri:
+      raise api_exceptions.InvalidArgument(
+          'Model.container_spec.image_uri is required for a custom-trained '
+          'model')
     model = _copy(request.model)
     model.supported_deployment_resources_types = [
         gca_model.Model.DeploymentResourcesType.DEDICATED_RESOURCES]
@@ -258,16 +272,20 @@ class FakeVertex:
                d.model_version_id == version.version_id
                for e in self.endpoints.values() for d in e.deployed_models)
 
-  def add_model(self, display_name, versions=1):
+  def add_model(self, display_name, versions=1,
+                serving_image='europe-docker.pkg.dev/p/r/earlier-server:1'):
     """A Model someone uploaded before, with `versions` versions (the first
-    is the default); returns its resource name."""
+    is the default) served by `serving_image`; returns its resource name."""
+    container = gca_model.ModelContainerSpec(image_uri=serving_image)
     self._upload_model(model_service.UploadModelRequest(
-        parent=PARENT, model=gca_model.Model(display_name=display_name)))
+        parent=PARENT, model=gca_model.Model(display_name=display_name,
+                                             container_spec=container)))
     name = list(self.models)[-1]
     for _ in range(versions - 1):
       self._upload_model(model_service.UploadModelRequest(
           parent=PARENT, parent_model=name,
-          model=gca_model.Model(display_name=display_name)))
+          model=gca_model.Model(display_name=display_name,
+                                container_spec=container)))
     return name
 
   def default_version(self, model):

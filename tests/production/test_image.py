@@ -1,7 +1,9 @@
-"""The component image that Vertex AI Pipelines runs every step in, checked
-without a Docker engine: the Dockerfile's base image, install steps and entry
-point, what its build context holds, and the `make image` / `make push-image`
-targets (run against a stub `docker`)."""
+"""The two images of the Dockerfile, checked without a Docker engine: the
+component image that Vertex AI Pipelines runs every step in, and the serving
+image that the Vertex Pusher deploys to an endpoint. Their base images,
+install steps, users and entry points, what the build context holds, and the
+`make image` / `make push-image` / `make serving-image` /
+`make push-serving-image` targets (run against a stub `docker`)."""
 
 import ast
 import importlib.metadata
@@ -48,6 +50,42 @@ def dockerfile():
 
 def arguments_of(keyword, instructions=None):
   return [args for kw, args in instructions or dockerfile() if kw == keyword]
+
+
+def stage_names(instructions=None):
+  """The `FROM ... AS name` stage names, in order."""
+  return [args.split()[2] for args in arguments_of('FROM', instructions)]
+
+
+def stage(name, instructions=None):
+  """The instructions of one build stage, after the ARGs declared before the
+  first FROM (which every FROM may use)."""
+  instructions = instructions or dockerfile()
+  first_from = next(i for i, (kw, _) in enumerate(instructions) if kw == 'FROM')
+  global_args, current, found = instructions[:first_from], None, []
+  for keyword, args in instructions[first_from:]:
+    if keyword == 'FROM':
+      words = args.split()
+      named = len(words) == 3 and words[1].upper() == 'AS'
+      current = words[2] if named else None
+    if current == name:
+      found.append((keyword, args))
+  assert found, f'The Dockerfile has no stage {name!r}.'
+  return global_args + found
+
+
+def component_stage():
+  return stage('component')
+
+
+def environment(instructions):
+  """{name: value} of the ENV instructions (the `ENV a=1 b=2` form)."""
+  values = {}
+  for args in arguments_of('ENV', instructions):
+    for pair in args.split():
+      name, _, value = pair.partition('=')
+      values[name] = value
+  return values
 
 
 def base_image(instructions):
@@ -180,8 +218,13 @@ def test_parser_joins_continued_lines_and_drops_comments():
 
 
 def test_base_image_is_the_tfx_image_of_the_locked_tfx_version():
-  assert base_image(dockerfile()) == (
+  assert base_image(component_stage()) == (
       f'gcr.io/tfx-oss-public/tfx:{locked_version("tfx")}')
+
+
+def test_the_component_image_is_the_last_stage_so_a_plain_build_builds_it():
+  # `make image` runs `docker build .` without --target (tested below).
+  assert stage_names() == ['serving-build', 'serving', 'component']
 
 
 def test_the_venv_runs_the_locked_tfx_so_the_checks_below_hold_for_the_image():
@@ -191,7 +234,7 @@ def test_the_venv_runs_the_locked_tfx_so_the_checks_below_hold_for_the_image():
 def test_entrypoint_is_the_command_kubeflow_v2_compiles_into_every_step():
   compiled_command = module_constant(f'{TFX_V2}.kubeflow_v2_dag_runner',
                                      'KUBEFLOW_TFX_CMD')
-  (entrypoint,) = arguments_of('ENTRYPOINT')
+  (entrypoint,) = arguments_of('ENTRYPOINT', component_stage())
 
   # Exec form: a shell-form entry point would run under /bin/sh -c.
   assert json.loads(entrypoint) == list(compiled_command)
@@ -205,8 +248,15 @@ def test_the_example_gen_driver_the_compiled_spec_runs_is_in_tfx():
   assert importlib.util.find_spec(driver_command[2]) is not None
 
 
-def test_locked_dependencies_are_installed_before_the_project_non_editable():
-  instructions = dockerfile()
+# The stages that install the lock and the project: the component image, and
+# the stage that builds the serving image's environment.
+INSTALLING_STAGES = ['component', 'serving-build']
+
+
+@pytest.mark.parametrize('name', INSTALLING_STAGES)
+def test_locked_dependencies_are_installed_before_the_project_non_editable(
+    name):
+  instructions = stage(name)
   runs = arguments_of('RUN', instructions)
   lock_installs = [i for i, r in enumerate(runs)
                    if re.search(r'python -m pip install .*-r requirements\.lock', r)]
@@ -229,9 +279,10 @@ def test_every_copy_source_exists_and_is_in_the_build_context():
         f'COPY {source}: .dockerignore leaves it out of the build context.')
 
 
-def test_image_holds_every_package_and_module_setup_py_installs():
+@pytest.mark.parametrize('name', INSTALLING_STAGES)
+def test_image_holds_every_package_and_module_setup_py_installs(name):
   setup = setup_py_arguments()
-  instructions, patterns = dockerfile(), dockerignore()
+  instructions, patterns = stage(name), dockerignore()
   paths = ([p.replace('.', '/') + '/__init__.py' for p in setup['packages']]
            + [m + '.py' for m in setup['py_modules']])
 
@@ -242,7 +293,7 @@ def test_image_holds_every_package_and_module_setup_py_installs():
 
 
 def test_build_context_has_the_runtime_files_the_pipeline_reads():
-  instructions, patterns = dockerfile(), dockerignore()
+  instructions, patterns = component_stage(), dockerignore()
 
   for path in ['schema/schema.pbtxt', 'configs/local.yaml',
                'preprocessing/transform.py', 'models/training.py',
@@ -261,6 +312,11 @@ def test_build_context_has_the_runtime_files_the_pipeline_reads():
     'pipeline/components/__pycache__/example_gen.cpython-310.pyc',
     'repairml.egg-info/PKG-INFO',
     'tests/production/test_image.py',
+    'runs/serving/3/saved_model.pb',
+    'runs/serving/.aip-storage/1/variables/variables.index',
+    'runs/logs/serving_requests.jsonl',
+    'elsewhere/serving/.aip-storage/1/saved_model.pb',
+    'elsewhere/serving/.staging-x1y2/model/saved_model.pb',
 ])
 def test_build_context_leaves_out_local_state(path):
   assert is_excluded(path, dockerignore())
@@ -288,7 +344,7 @@ def test_build_imports_the_user_code_the_pipeline_names():
            and isinstance(node.value, ast.Constant)
            and any(getattr(t, 'id', '').endswith('_FN') for t in node.targets)]
   smoke_imports = set()
-  for run in arguments_of('RUN'):
+  for run in arguments_of('RUN', component_stage()):
     for match in re.finditer(r'python -c "import ([\w., ]+)"', run):
       smoke_imports.update(m.strip() for m in match.group(1).split(','))
 
@@ -310,6 +366,123 @@ def test_build_imports_the_user_code_the_pipeline_names():
 ])
 def test_ignore_matcher_follows_docker_semantics(patterns, path, excluded):
   assert is_excluded(path, read_ignore_patterns(patterns)) is excluded
+
+
+# --- The serving image -------------------------------------------------------
+
+SERVING_CONFIG = 'configs/serving.yaml'
+
+
+def serving_stage():
+  return stage('serving')
+
+
+def serving_command():
+  """ENTRYPOINT + CMD of the serving image, both in exec form."""
+  instructions = serving_stage()
+  (entrypoint,) = arguments_of('ENTRYPOINT', instructions)
+  (command,) = arguments_of('CMD', instructions)
+  return json.loads(entrypoint), json.loads(command)
+
+
+def test_the_serving_stages_start_from_one_python_3_10_on_debian_12():
+  # The lock is compiled for CPython 3.10, and verified on Debian 12's glibc.
+  bases = {base_image(stage(name)) for name in ('serving-build', 'serving')}
+
+  assert len(bases) == 1, bases
+  (base,) = bases
+  assert re.fullmatch(r'python:3\.10(\.\d+)?-slim-bookworm', base), base
+
+
+def test_the_serving_image_takes_the_built_environment_not_the_compiler():
+  build, serving = stage('serving-build'), serving_stage()
+  (venv,) = [re.fullmatch(r'python -m venv (\S+)', run).group(1)
+             for run in arguments_of('RUN', build)
+             if run.startswith('python -m venv')]
+  copies = [args.split() for args in arguments_of('COPY', serving)
+            if args.startswith('--from=')]
+
+  assert copies == [['--from=serving-build', venv, venv]]
+  for instructions in (build, serving):
+    assert environment(instructions)['PATH'].split(':')[0] == f'{venv}/bin'
+  assert any('build-essential' in run for run in arguments_of('RUN', build))
+  assert not any('apt-get' in run for run in arguments_of('RUN', serving))
+
+
+def test_the_serving_image_runs_as_a_user_that_is_not_root():
+  instructions = serving_stage()
+  users = arguments_of('USER', instructions)
+  keywords = [keyword for keyword, _ in instructions]
+
+  assert users, 'The serving stage sets no USER: it would run as root.'
+  uid, _, gid = users[-1].partition(':')
+  # Numeric, so that Kubernetes' runAsNonRoot can check it.
+  assert uid.isdigit() and int(uid) != 0 and gid.isdigit() and int(gid) != 0
+  assert len(keywords) - 1 - keywords[::-1].index('USER') < keywords.index(
+      'ENTRYPOINT')
+  created = ' '.join(arguments_of('RUN', instructions))
+  assert f'--uid {uid}' in created and f'--gid {gid}' in created
+
+
+def test_the_serving_image_runs_repairml_serve_on_every_interface():
+  # pylint: disable=g-import-not-at-top
+  from serving import server
+  entrypoint, command = serving_command()
+
+  assert entrypoint == ['repairml', 'serve']
+  assert 'repairml = cli:main' in setup_py_arguments()['entry_points'][
+      'console_scripts']
+  args = server.build_parser().parse_args(command)
+  assert args.config == SERVING_CONFIG
+  # Vertex AI sends requests to the container's address, not to loopback.
+  assert args.host == '0.0.0.0'
+  # No --port: the server takes AIP_HTTP_PORT, which Vertex AI sets.
+  assert args.port is None
+  assert args.admin is False
+  assert args.version is None  # the newest version: the one it copied
+
+
+def test_the_serving_image_has_vertex_ai_defaults_for_a_local_docker_run():
+  instructions = serving_stage()
+  variables = environment(instructions)
+
+  assert (variables['AIP_HTTP_PORT'], variables['AIP_HEALTH_ROUTE'],
+          variables['AIP_PREDICT_ROUTE']) == ('8080', '/health', '/predict')
+  assert arguments_of('EXPOSE', instructions) == [variables['AIP_HTTP_PORT']]
+
+
+def test_the_serving_configuration_is_in_the_image_and_loads(monkeypatch):
+  # pylint: disable=g-import-not-at-top
+  from pipeline.config import load_config
+  instructions, patterns = serving_stage(), dockerignore()
+  monkeypatch.chdir(REPO)  # the image's WORKDIR holds configs/ and schema/
+
+  config = load_config(SERVING_CONFIG)
+
+  for path in (SERVING_CONFIG, 'configs/vertex.yaml', 'configs/local.yaml',
+               'schema/schema.pbtxt'):
+    assert in_build_context(path, instructions, patterns), path
+  assert config.schema == str(REPO / 'schema' / 'schema.pbtxt')
+  runs = ' '.join(arguments_of('RUN', instructions))
+  serving_dir, log_dir = (config.paths.serving_dir,
+                          os.path.dirname(config.paths.log_file))
+  # The server's user may write both; the log file is stdout, which Vertex AI
+  # sends to Cloud Logging.
+  made = re.search(r'mkdir -p ([^&]+)', runs).group(1).split()
+  owned = re.search(r'chown -R repairml:repairml ([^&]+)',
+                    runs).group(1).split()
+  for directory in (serving_dir, log_dir):
+    assert directory in made, (directory, made)
+    assert any(directory == path or directory.startswith(path + '/')
+               for path in owned), (directory, owned)
+  assert f'ln -s /dev/stdout {config.paths.log_file}' in runs
+
+
+def test_the_serving_build_checks_that_the_server_imports():
+  runs = arguments_of('RUN', serving_stage())
+
+  assert any(re.search(r'python -c "import .*serving\.server', run)
+             and 'serving.model_source' in run for run in runs), runs
 
 
 # --- make image / make push-image --------------------------------------------
@@ -379,33 +552,83 @@ def test_make_push_image_pushes_the_tag_it_built(clean_clone):
       f'push example.com/p/r:{commit}']
 
 
-def test_make_image_refuses_a_dirty_tree(clean_clone):
+def test_make_serving_image_builds_the_serving_stage_beside_the_component_image(
+    clean_clone):
+  repo, stub, log = clean_clone
+  commit = git(repo, 'rev-parse', '--short=12', 'HEAD')
+
+  result = make(repo, 'push-serving-image', 'IMAGE_URI=example.com/p/r',
+                f'DOCKER={stub}')
+
+  assert result.returncode == 0, result.stderr
+  assert log.read_text().splitlines() == [
+      'info',
+      'build --platform linux/amd64 --target serving '
+      f'-t example.com/p/r-serving:{commit} .',
+      f'push example.com/p/r-serving:{commit}']
+
+
+def test_make_serving_image_takes_a_serving_image_uri_of_its_own(clean_clone):
+  repo, stub, log = clean_clone
+  commit = git(repo, 'rev-parse', '--short=12', 'HEAD')
+
+  result = make(repo, 'serving-image', 'SERVING_IMAGE_URI=example.com/p/server',
+                f'DOCKER={stub}')
+
+  assert result.returncode == 0, result.stderr
+  assert log.read_text().splitlines()[-1] == (
+      'build --platform linux/amd64 --target serving '
+      f'-t example.com/p/server:{commit} .')
+
+
+def test_make_n_serving_image_names_the_stage_and_the_commit():
+  commit = git(REPO, 'rev-parse', '--short=12', 'HEAD')
+
+  result = make(REPO, '-n', 'serving-image', 'IMAGE_URI=example.com/p/r')
+
+  assert result.returncode == 0, result.stderr
+  builds = [line for line in result.stdout.splitlines()
+            if line.startswith('docker build')]
+  assert builds == ['docker build --platform linux/amd64 --target serving '
+                    f'-t example.com/p/r-serving:{commit} .']
+  assert 'serving' in stage_names()
+
+
+@pytest.mark.parametrize('target', ['image', 'serving-image'])
+def test_make_image_refuses_a_dirty_tree(clean_clone, target):
   repo, stub, log = clean_clone
   (repo / 'uncommitted.py').write_text('x = 1\n')
 
-  result = make(repo, 'image', 'IMAGE_URI=example.com/p/r', f'DOCKER={stub}')
+  result = make(repo, target, 'IMAGE_URI=example.com/p/r', f'DOCKER={stub}')
 
   assert result.returncode != 0
-  assert 'uncommitted changes' in result.stderr
+  assert f'make {target}: the working tree has uncommitted changes' in (
+      result.stderr)
   assert 'uncommitted.py' in result.stderr
   assert 'build' not in (log.read_text() if log.exists() else '')
 
 
-@pytest.mark.parametrize('target', ['image', 'push-image'])
-def test_make_refuses_the_placeholder_image_uri(clean_clone, target):
+@pytest.mark.parametrize('target, variable', [
+    ('image', 'IMAGE_URI'), ('push-image', 'IMAGE_URI'),
+    ('serving-image', 'SERVING_IMAGE_URI'),
+    ('push-serving-image', 'SERVING_IMAGE_URI')])
+def test_make_refuses_the_placeholder_image_uri(clean_clone, target, variable):
   repo, stub, log = clean_clone
 
   result = make(repo, target, f'DOCKER={stub}')
 
   assert result.returncode != 0
-  assert 'IMAGE_URI is still the placeholder' in result.stderr
+  assert f'{variable} is still the placeholder' in result.stderr
+  # The way out: name the repository.
+  assert 'IMAGE_URI=europe-west4-docker.pkg.dev/my-project/' in result.stderr
   assert not log.exists()
 
 
-def test_make_image_refuses_without_docker(clean_clone, tmp_path):
+@pytest.mark.parametrize('target', ['image', 'serving-image'])
+def test_make_image_refuses_without_docker(clean_clone, tmp_path, target):
   repo, _, _ = clean_clone
 
-  result = make(repo, 'image', 'IMAGE_URI=example.com/p/r',
+  result = make(repo, target, 'IMAGE_URI=example.com/p/r',
                 f'DOCKER={tmp_path / "no-such-docker"}')
 
   assert result.returncode != 0
@@ -413,15 +636,17 @@ def test_make_image_refuses_without_docker(clean_clone, tmp_path):
   assert 'Install Docker' in result.stderr
 
 
-def test_make_image_refuses_when_docker_cannot_reach_an_engine(clean_clone,
-                                                                tmp_path):
+@pytest.mark.parametrize('target', ['image', 'serving-image'])
+def test_make_image_refuses_when_docker_cannot_reach_an_engine(
+    clean_clone, tmp_path, target):
   repo, _, _ = clean_clone
   no_engine = tmp_path / 'docker-without-engine'
   no_engine.write_text('#!/bin/sh\n[ "$1" = info ] && exit 1\n'
                        f'echo "$@" >> {tmp_path / "no-engine.log"}\n')
   no_engine.chmod(0o755)
 
-  result = make(repo, 'image', 'IMAGE_URI=example.com/p/r', f'DOCKER={no_engine}')
+  result = make(repo, target, 'IMAGE_URI=example.com/p/r',
+                f'DOCKER={no_engine}')
 
   assert result.returncode != 0
   assert 'cannot reach a Docker engine' in result.stderr

@@ -701,9 +701,48 @@ def test_a_missing_image_is_named_with_what_to_do(template_path):
     check_images(_job(template_path), session=FakeRegistry(404))
 
   assert str(error.value) == (
-      f'container image(s) not found: {IMAGE}: build and push them (`docker '
-      'push IMAGE`), or fix the image in the configuration and compile the '
-      'pipeline again')
+      f'container image(s) not found: {IMAGE}: build and push them (make '
+      'push-image, make push-serving-image), or fix the image in the '
+      'configuration and compile the pipeline again')
+
+
+class _PusherJob:
+  """A job whose one step is a Pusher that deploys `serving_image`."""
+
+  def __init__(self, serving_image):
+    self.pipeline_spec = {
+        'deploymentSpec': {'executors': {
+            'Pusher_executor': {'container': {'image': IMAGE}}}},
+        'root': {'dag': {'tasks': {'Pusher': {'inputs': {'parameters': {
+            'custom_config': {'runtimeValue': {'constant': json.dumps({
+                'ai_platform_vertex_container_image_uri': serving_image,
+                'ai_platform_serving_args': {}})}}}}}}}},
+    }
+
+
+class _MissingServingImage(FakeRegistry):
+  """Has every image but the serving image."""
+
+  def head(self, url, headers=None, timeout=None):
+    self.status_code = 404 if 'repairml-serving' in url else 200
+    return super().head(url, headers, timeout)
+
+
+def test_the_serving_image_the_pusher_deploys_is_checked_too():
+  serving_image = ('europe-west4-docker.pkg.dev/repairml-prod/pipelines/'
+                   'repairml-serving:abc123')
+  registry = _MissingServingImage()
+
+  # Missing, it would fail the Pusher, the last step of the run.
+  with pytest.raises(SubmissionError, match=(
+      rf'^container image\(s\) not found: {re.escape(serving_image)}: ')):
+    check_images(_PusherJob(serving_image), session=registry)
+
+  assert sorted(url for url, _ in registry.heads) == [
+      'https://europe-west4-docker.pkg.dev/v2/repairml-prod/pipelines/'
+      'repairml-serving/manifests/abc123',
+      'https://europe-west4-docker.pkg.dev/v2/repairml-prod/pipelines/'
+      'repairml/manifests/abc123']
 
 
 @pytest.mark.parametrize('registry, expected', [

@@ -5,6 +5,7 @@ pipeline; and what `repairml submit` would send."""
 import json
 import os
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -13,14 +14,18 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import kubeflow_runner
+from pipeline import config as config_module
 from pipeline.config import ConfigError, load_config
-from pipeline.production import submission, vertex
+from pipeline.production import submission, vertex, vertex_pusher
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 VERTEX_CONFIG = str(PROJECT_ROOT / 'configs' / 'vertex.yaml')
 LOCAL_CONFIG = str(PROJECT_ROOT / 'configs' / 'local.yaml')
 TAG = '0123456789ab'
 IMAGE = ('europe-west4-docker.pkg.dev/my-gcp-project/repairml/repairml:' + TAG)
+# Built from the same commit (make push-serving-image), so the same tag.
+SERVING_IMAGE = ('europe-west4-docker.pkg.dev/my-gcp-project/repairml/'
+                 'repairml-serving:' + TAG)
 
 # Each node and the nodes it waits for.
 UPSTREAM = {
@@ -211,6 +216,92 @@ def test_pusher_adds_a_version_to_one_model_and_deploys_a_canary(spec):
   executor = spec.deployment_spec['executors']['Pusher_executor']
   assert ('pipeline.production.vertex_pusher.Executor' in
           executor['container']['args'])
+
+
+def test_the_pusher_deploys_the_serving_image_of_this_commit(compiled, spec):
+  custom_config = _custom_config(spec, 'Pusher')
+  _, job = compiled
+
+  assert custom_config['ai_platform_vertex_container_image_uri'] == (
+      SERVING_IMAGE)
+  assert custom_config['ai_platform_serving_args']['serving_container'] == (
+      'repairml')
+  # Pinned in the job itself, not resolved when it runs; `repairml submit`
+  # checks that it exists, with the component image.
+  assert SERVING_IMAGE in json.dumps(job)
+  # pylint: disable-next=protected-access
+  assert submission._serving_images(job['pipelineSpec']) == {SERVING_IMAGE}
+  # The executor reads it back as the container Vertex AI will run.
+  container = vertex_pusher.push_settings(custom_config).container
+  assert (container.image_uri, container.predict_route, container.health_route,
+          container.ports) == (SERVING_IMAGE, '/predict', '/health', (8080,))
+
+
+def _vertex_config(tmp_path, vertex_yaml):
+  path = tmp_path / 'vertex.yaml'
+  path.write_text(f'base: {VERTEX_CONFIG}\nvertex:\n{vertex_yaml}',
+                  encoding='utf-8')
+  return load_config(str(path))
+
+
+def _pusher_config(config):
+  # pylint: disable=g-import-not-at-top
+  from tfx.types import channel, standard_artifacts
+  pusher = vertex.pusher(config, '0' * 16, IMAGE, model=channel.Channel(
+      type=standard_artifacts.Model))
+  return json.loads(pusher.exec_properties['custom_config'])
+
+
+def test_a_serving_image_of_its_own_gets_the_component_image_tag(tmp_path):
+  config = _vertex_config(
+      tmp_path, '  serving_image: europe-docker.pkg.dev/ops/images/server\n')
+
+  assert _pusher_config(config)['ai_platform_vertex_container_image_uri'] == (
+      f'europe-docker.pkg.dev/ops/images/server:{TAG}')
+
+
+def test_with_tf_serving_the_pusher_deploys_the_prebuilt_image(tmp_path):
+  config = _vertex_config(tmp_path, '  endpoint:\n'
+                          '    serving_container: tf_serving\n')
+
+  custom_config = _pusher_config(config)
+
+  assert custom_config['ai_platform_vertex_container_image_uri'] == (
+      config_module.TF_SERVING_IMAGE)
+  assert custom_config['ai_platform_serving_args']['serving_container'] == (
+      'tf_serving')
+
+
+def test_the_serving_image_needs_a_tagged_component_image():
+  with pytest.raises(ValueError, match='has no tag'):
+    vertex.serving_image(load_config(VERTEX_CONFIG),
+                         'europe-west4-docker.pkg.dev/p/repairml/repairml')
+
+
+def test_the_configuration_and_the_pusher_know_the_same_servers():
+  assert typing.get_args(config_module.ServingContainer) == typing.get_args(
+      vertex_pusher.ServingContainerKind) == (vertex_pusher.REPAIRML,
+                                              vertex_pusher.TF_SERVING)
+
+
+@pytest.mark.parametrize('vertex_yaml, message', [
+    ('  endpoint:\n    serving_image: us-docker.pkg.dev/vertex-ai/x:latest\n',
+     r'vertex\.endpoint\.serving_image: no longer read: the Pusher deploys '
+     r'the repairml serving image \(vertex\.serving_image\) by default; for '
+     r'the prebuilt TF Serving image set serving_container: tf_serving and '
+     r'tf_serving_image\.$'),
+    ('  endpoint:\n    serving_container: tensorflow\n',
+     r"vertex\.endpoint\.serving_container: must be one of 'repairml' or "
+     r"'tf_serving', got 'tensorflow'\.$"),
+    ('  serving_image: europe-docker.pkg.dev/p/r/serving:v1\n',
+     r'vertex\.serving_image: leave the tag out'),
+    ('  serving_image: ""\n', r'vertex\.serving_image: must not be empty\.$'),
+])
+def test_serving_settings_are_checked_when_loaded(tmp_path, vertex_yaml,
+                                                   message):
+  with pytest.raises(ConfigError, match=message) as raised:
+    _vertex_config(tmp_path, vertex_yaml)
+  assert '\n' not in str(raised.value)
 
 
 @pytest.mark.parametrize('keep_deployed', [0, -1])

@@ -14,13 +14,17 @@ from tfx.utils import json_utils
 
 from fake_vertex import PARENT, PROJECT, PROJECT_NUMBER, REGION
 from fake_vertex import vertex  # pylint: disable=unused-import
-from pipeline.production import model_registry
+from pipeline.production import model_registry, vertex_pusher
 from pipeline.production.labels import short_hash
 from pipeline.production.vertex_pusher import (Executor, PushConfigError,
                                                PushError, custom_config,
                                                pipeline_run_id, push_settings)
 
-SERVING_IMAGE = 'europe-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest'
+# The repairml serving image, tagged with the commit it was built from.
+SERVING_IMAGE = ('europe-west4-docker.pkg.dev/repairml-prod/repairml/'
+                 'repairml-serving:0123456789ab')
+TF_SERVING_IMAGE = ('europe-docker.pkg.dev/vertex-ai/prediction/'
+                    'tf2-cpu.2-15:latest')
 MODEL_URI = 'gs://repairml-prod-pipelines/root/Trainer/model/7'
 SERVING_URI = MODEL_URI + '/Format-Serving'
 NEXT_MODEL_URI = 'gs://repairml-prod-pipelines/root/Trainer/model/8'
@@ -34,7 +38,7 @@ SETTINGS = dict(project=PROJECT, region=REGION, serving_image=SERVING_IMAGE,
                 endpoint_display_name='repairml-endpoint',
                 traffic_percentage=10, machine_type='n1-standard-4',
                 min_replica_count=1, max_replica_count=3,
-                code_version=CODE_VERSION)
+                code_version=CODE_VERSION, serving_container='repairml')
 
 
 def _config(**overrides):
@@ -106,6 +110,7 @@ def test_custom_config_uses_the_tfx_extension_keys():
           'min_replica_count': 1,
           'max_replica_count': 3,
           'code_version': CODE_VERSION,
+          'serving_container': 'repairml',
           'keep_deployed': 3,
           'pipeline_name': 'repairml',
           'labels': {'team': 'diagnostics'},
@@ -168,6 +173,16 @@ ARGS = 'custom_config.ai_platform_serving_args'
      "non-empty string, got ''"),
     ({'serving_image': None}, 'custom_config.ai_platform_vertex_container_'
      'image_uri must be a non-empty string, got None'),
+    ({'serving_container': 'tfserving'}, f"{ARGS}.serving_container must be "
+     "'repairml' or 'tf_serving', got 'tfserving'"),
+    # A repairml version must say which build of the server it runs.
+    ({'serving_image': 'europe-west4-docker.pkg.dev/p/repairml/serving'},
+     'custom_config has ai_platform_vertex_container_image_uri '
+     'europe-west4-docker.pkg.dev/p/repairml/serving without a tag, but '
+     "serving_container 'repairml' needs one"),
+    ({'serving_image': 'localhost:5000/repairml-serving'},
+     'custom_config has ai_platform_vertex_container_image_uri '
+     'localhost:5000/repairml-serving without a tag'),
     ({'code_version': ''}, f'{ARGS}.code_version must be a non-empty string'),
     ({'machine_type': ''}, f'{ARGS}.machine_type must be a non-empty string'),
     ({'min_replica_count': 0}, f'{ARGS}.min_replica_count must be an integer '
@@ -213,6 +228,10 @@ def test_invalid_settings_are_refused_naming_the_key(overrides, message):
      'model_display_name'),
     (lambda c: c[constants.SERVING_ARGS_KEY].pop('code_version'),
      f'{ARGS}.code_version is missing: set it to a non-empty string'),
+    # Which server the image is decides the routes: never guessed.
+    (lambda c: c[constants.SERVING_ARGS_KEY].pop('serving_container'),
+     f"{ARGS}.serving_container is missing: set it to 'repairml' or "
+     "'tf_serving'"),
     (lambda c: c.pop(constants.SERVING_ARGS_KEY),
      'custom_config.ai_platform_serving_args is missing: set it to a '
      'mapping: build it with vertex_pusher.custom_config(...)'),
@@ -326,7 +345,15 @@ def test_the_first_push_creates_the_model_and_the_endpoint(vertex):
   assert upload.parent_model == ''
   assert upload.model.display_name == 'repairml'
   assert upload.model.artifact_uri == SERVING_URI
-  assert upload.model.container_spec.image_uri == SERVING_IMAGE
+  # `repairml serve` in the serving image, as a custom container: Vertex AI
+  # passes the routes and the port to it as AIP_PREDICT_ROUTE,
+  # AIP_HEALTH_ROUTE and AIP_HTTP_PORT, and artifact_uri as AIP_STORAGE_URI.
+  assert vertex.uploaded_containers() == [{
+      'image_uri': SERVING_IMAGE,
+      'predict_route': '/predict',
+      'health_route': '/health',
+      'ports': [{'container_port': 8080}],
+  }]
   assert upload.model.version_description == (
       f'{SERVING_URI}, pipeline run {LOCAL_RUN_ID}')
   assert dict(upload.model.labels) == {
@@ -363,6 +390,49 @@ def test_the_first_push_creates_the_model_and_the_endpoint(vertex):
   assert pushed.get_string_custom_property('endpoint') == endpoint_name
   assert pushed.get_string_custom_property('deployed_model_id') == deployed_id
   assert pushed.get_int_custom_property('traffic_percentage') == 100
+
+
+def test_with_tf_serving_the_prebuilt_image_is_uploaded_with_its_defaults(
+    vertex):
+  _push(_config(serving_image=TF_SERVING_IMAGE, serving_container='tf_serving'))
+
+  # No routes and no port: the prebuilt image serves TF Serving's own, which
+  # are Vertex AI's defaults.
+  assert vertex.uploaded_containers() == [{'image_uri': TF_SERVING_IMAGE}]
+  [upload] = vertex.calls('upload_model')
+  assert upload.model.artifact_uri == SERVING_URI
+
+
+def test_the_routes_and_port_are_those_the_serving_image_serves():
+  # The image's defaults (for a plain `docker run`) and the Model's
+  # containerSpec must agree, or a local run of the image tests another
+  # contract than the endpoint serves.
+  # pylint: disable-next=g-import-not-at-top
+  from test_image import environment, stage
+  image_defaults = environment(stage('serving'))
+
+  assert (image_defaults['AIP_PREDICT_ROUTE'],
+          image_defaults['AIP_HEALTH_ROUTE'],
+          image_defaults['AIP_HTTP_PORT']) == (
+              vertex_pusher.REPAIRML_PREDICT_ROUTE,
+              vertex_pusher.REPAIRML_HEALTH_ROUTE,
+              str(vertex_pusher.REPAIRML_PORT))
+
+
+def test_a_model_pushed_before_keeps_its_server_and_says_so(vertex, caplog):
+  earlier_image = SERVING_IMAGE.rsplit(':', 1)[0] + ':aaaaaaaaaaaa'
+  _push(_config(serving_image=earlier_image))
+
+  with caplog.at_level('WARNING'):
+    _push(_config())
+
+  # The model is the push's identity: the version is reused, not uploaded
+  # again with the new server.
+  assert len(vertex.calls('upload_model')) == 1
+  assert vertex.uploaded_containers()[0]['image_uri'] == earlier_image
+  [model_name] = vertex.models
+  assert (f'{model_name}@1 was uploaded with the serving image '
+          f'{earlier_image}, not {SERVING_IMAGE}') in caplog.text
 
 
 def test_the_second_push_deploys_a_canary_that_is_not_the_default(vertex):
