@@ -48,6 +48,18 @@ class ModelSourceError(RuntimeError):
   """The model to serve cannot be had; the message says why, in one line."""
 
 
+def storage_uri(environ: Mapping[str, str]) -> str:
+  """The model Vertex AI names for this container, or ''."""
+  return environ.get(STORAGE_URI_VARIABLE, '').strip()
+
+
+def local_serving_dir(serving_dir: str, environ: Mapping[str, str]) -> str:
+  """The directory serving_dir_for returns, without copying anything."""
+  if not storage_uri(environ):
+    return serving_dir
+  return os.path.join(serving_dir, LOCAL_COPY_DIR)
+
+
 def serving_dir_for(serving_dir: str, environ: Mapping[str, str]) -> str:
   """The local serving directory to serve from.
 
@@ -84,7 +96,7 @@ def serving_dir_for(serving_dir: str, environ: Mapping[str, str]) -> str:
     ModelSourceError: AIP_STORAGE_URI names no SavedModel directory, cannot
       be read, or the copy cannot be written; the message says which.
   """
-  uri = environ.get(STORAGE_URI_VARIABLE, '').strip()
+  uri = storage_uri(environ)
   if not uri:
     return serving_dir
   if '://' in serving_dir:
@@ -93,7 +105,7 @@ def serving_dir_for(serving_dir: str, environ: Mapping[str, str]) -> str:
         'is not a local directory to copy the model into: configure a local '
         'paths.serving_dir')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  local_dir = os.path.join(serving_dir, LOCAL_COPY_DIR)
+  local_dir = local_serving_dir(serving_dir, environ)
   try:
     os.makedirs(local_dir, exist_ok=True)
     with _exclusive(local_dir):

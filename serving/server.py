@@ -38,7 +38,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pipeline.config import (DEFAULT_CONFIG_PATH, Config, ConfigError,
                              load_config)
-from serving import pushed
+from serving import model_source, pushed
 from serving.app import PredictionService, ServiceSettings, is_loopback
 from serving.batching import RETRY_AFTER_SECONDS, MicroBatcher
 from serving.metrics import ServingMetrics
@@ -218,6 +218,11 @@ class PredictionServer:
       time.sleep(0.01)
     return self
 
+  def wait(self) -> None:
+    """Until the server stops; Ctrl-C (KeyboardInterrupt) still arrives."""
+    while self._thread and self._thread.is_alive():
+      self._thread.join(0.5)
+
   def stop(self) -> None:
     self._uvicorn.should_exit = True
     if self._thread:
@@ -282,14 +287,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = load_config(args.config)
     if args.max_request_bytes is not None and args.max_request_bytes <= 0:
       raise StartupError('--max-request-bytes must be positive.')
-    serving_dir = _serving_dir(config)
-    if not pushed.pushed_versions(serving_dir):
+    if not model_source.storage_uri(os.environ) and not (
+        pushed.pushed_versions(config.paths.serving_dir)):
       # Said before TensorFlow takes its seconds to import.
-      raise StartupError(_no_model(serving_dir))
+      raise StartupError(_no_model(config.paths.serving_dir))
     from pipeline import progress  # pylint: disable=g-import-not-at-top
     # From here on, what TensorFlow and absl print goes to the log file.
     with progress.output_to_log_file(config.paths.log_file) as terminal:
-      return _serve(config, serving_dir, args, terminal)
+      return _serve(config, args, terminal)
   except (ConfigError, StartupError) as e:
     print(f'repairml serve: {e}', file=sys.stderr)
     return USAGE_ERROR
@@ -298,35 +303,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def _serving_dir(config: Config) -> str:
-  """paths.serving_dir, or in a Vertex AI endpoint a local copy of the model
-  in AIP_STORAGE_URI."""
-  try:
-    # pylint: disable-next=g-import-not-at-top
-    from serving import model_source
-  except ImportError:   # not there yet: serve paths.serving_dir
-    return config.paths.serving_dir
-  try:
-    return model_source.serving_dir_for(config.paths.serving_dir, os.environ)
-  except model_source.ModelSourceError as e:
-    raise StartupError(str(e)) from None
-
-
-def _serve(config: Config, serving_dir: str, args: argparse.Namespace,
-           terminal: TextIO) -> int:
+def _serve(config: Config, args: argparse.Namespace, terminal: TextIO) -> int:
+  """Listens first (liveness), then loads the model (readiness): Vertex AI
+  restarts a container whose port does not accept connections soon."""
   logging.basicConfig(
       level=logging.INFO,
       format='%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s')
   terminal.write(f'log: {config.paths.log_file}\n')
-  terminal.write('loading TensorFlow and the model ...\n')
-  # pylint: disable=g-import-not-at-top
-  from serving.model_store import (ModelLoadError, ModelStore,
-                                   VersionNotFoundError)
-  # pylint: enable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from serving.model_store import ModelStore
   limits = config.serving
-  store = ModelStore(serving_dir)
-  if not store.available_versions():
-    raise StartupError(_no_model(serving_dir))
+  store = ModelStore(model_source.local_serving_dir(config.paths.serving_dir,
+                                                    os.environ))
   port = _port(args.port)
   settings = ServiceSettings(
       model_name=config.pipeline_name,
@@ -352,42 +340,57 @@ def _serve(config: Config, serving_dir: str, args: argparse.Namespace,
                          'uses it or pass another --port.') from None
     raise StartupError(f'cannot listen on {args.host}:{port}: '
                        f'{e.strerror or e}.') from None
-  try:
-    try:
-      if args.version is not None:
-        store.pin(args.version)
-      else:
-        store.reload()
-    except (VersionNotFoundError, ModelLoadError) as e:
-      raise StartupError(str(e)) from None
-    model = store.current()
-    if model is None:
-      reasons = '; '.join(store.failures().values())
-      raise StartupError(f'no version in {serving_dir} could be loaded '
-                         f'({reasons}); the log has the details.')
-  except StartupError:
-    server.close()
-    raise
-  _print_banner(terminal, server, model, request_log, store.pinned)
-  previous_change = store.on_change
-  def announce(m) -> None:
-    previous_change(m)
-    terminal.write(f'now serving version {m.version}'
-                   f'{" (pinned)" if store.pinned == m.version else ""}\n')
-  store.on_change = announce
-  poll_seconds = (limits.poll_seconds if args.poll_seconds is None
-                  else args.poll_seconds)
-  if poll_seconds > 0:
-    store.start_polling(poll_seconds)
   _stop_on_sigterm()
+  server.start()
   try:
-    server.serve()
+    terminal.write(f'listening at {server.url} (ready once the model has '
+                   'loaded); loading TensorFlow and the model ...\n')
+    model = _load(config, args, store)
+    _print_banner(terminal, server, model, request_log, store.pinned)
+    previous_change = store.on_change
+    def announce(m) -> None:
+      previous_change(m)
+      terminal.write(f'now serving version {m.version}'
+                     f'{" (pinned)" if store.pinned == m.version else ""}\n')
+    store.on_change = announce
+    poll_seconds = (limits.poll_seconds if args.poll_seconds is None
+                    else args.poll_seconds)
+    if poll_seconds > 0:
+      store.start_polling(poll_seconds)
+    server.wait()
   except KeyboardInterrupt:
     pass
   finally:
     store.stop_polling()
+    server.stop()
   terminal.write('stopped\n')
   return 0
+
+
+def _load(config: Config, args: argparse.Namespace, store):
+  """The model the server starts with: a local copy of AIP_STORAGE_URI's
+  in a Vertex AI endpoint, else the newest (or --version) of serving_dir."""
+  # pylint: disable-next=g-import-not-at-top
+  from serving.model_store import ModelLoadError, VersionNotFoundError
+  try:
+    model_source.serving_dir_for(config.paths.serving_dir, os.environ)
+  except model_source.ModelSourceError as e:
+    raise StartupError(str(e)) from None
+  if not store.available_versions():
+    raise StartupError(_no_model(store.serving_dir))
+  try:
+    if args.version is not None:
+      store.pin(args.version)
+    else:
+      store.reload()
+  except (VersionNotFoundError, ModelLoadError) as e:
+    raise StartupError(str(e)) from None
+  model = store.current()
+  if model is None:
+    reasons = '; '.join(store.failures().values())
+    raise StartupError(f'no version in {store.serving_dir} could be loaded '
+                       f'({reasons}); the log has the details.')
+  return model
 
 
 def _request_log(config: Config, args: argparse.Namespace):
