@@ -60,6 +60,10 @@ TAIL_RATIO = 3.0
 # reached this share of the client's ceiling.
 CLIENT_BUSY = 0.9
 CLIENT_CEILING_SHARE = 0.8
+# ... and machine-bound when other processes kept this share of the CPUs
+# busy, on a machine this full.
+OTHERS_SHARE = 0.25
+MACHINE_FULL = 0.9
 # The open loop kept up when it answered this share of the offered rate.
 KEPT_UP_SHARE = 0.95
 
@@ -144,13 +148,17 @@ def in_process_limit(model, instances: Sequence[Dict[str, Any]],
               signature(examples=inputs[i % len(inputs)]).items()}
 
     call(0)   # the first call of a signature optimises its graph: not timed
-    cpu = time.process_time()
+    cpu, busy, wall = (time.process_time(), machine_busy_seconds(),
+                       time.perf_counter())
     seconds, total = timed(call, batches)
-    cpu = time.process_time() - cpu
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     result = summary(seconds, total, size)
     # timed() makes its warm-up calls inside the CPU time: counted too.
     calls = len(seconds) + LATENCY_WARM_UP_CALLS
     result['cpu_s_per_1000_sessions'] = round(cpu * 1000 / (calls * size), 4)
+    if busy is not None:
+      others = machine_busy_seconds() - busy - cpu
+      result['other_processes_cores_busy'] = round(max(0.0, others) / wall, 3)
     results[f'batch{size}'] = result
   return results
 
@@ -220,13 +228,21 @@ class CpuMeter:
     return result
 
 
-def bound_by(level: Dict[str, Any], ceiling: Optional[Dict[str, Any]]) -> str:
-  """Who set the pace of a level: 'client' or 'server'."""
+def bound_by(level: Dict[str, Any], ceiling: Optional[Dict[str, Any]],
+             cpus: int) -> str:
+  """Who set the pace of a run: 'client', 'machine' (other processes took
+  much of a machine that was full) or 'server'."""
   if level['client_busiest_process'] >= CLIENT_BUSY:
     return 'client'
   if ceiling and level['sessions_per_s'] >= (CLIENT_CEILING_SHARE *
                                              ceiling['sessions_per_s']):
     return 'client'
+  others = level.get('other_processes_cores_busy')
+  if others is not None and others >= OTHERS_SHARE * cpus:
+    used = (others + level['server_cores_busy'] +
+            level['client_cpu_s'] / max(level['seconds'], 1e-9))
+    if used >= MACHINE_FULL * cpus:
+      return 'machine'
   return 'server'
 
 
@@ -306,7 +322,8 @@ def run(args: argparse.Namespace, terminal: TextIO) -> Dict[str, Any]:
         load = client.closed_loop('127.0.0.1', server.port, n,
                                   args.max_requests, args.seconds)
         closed[str(n)] = meter.summary(load)
-        closed[str(n)]['bound_by'] = bound_by(closed[str(n)], ceiling)
+        closed[str(n)]['bound_by'] = bound_by(closed[str(n)], ceiling,
+                                              os.cpu_count())
         terminal.write(f'{n} clients: {closed[str(n)]["sessions_per_s"]:,.0f} '
                        'sessions/s\n')
       best = max(level['sessions_per_s'] for level in closed.values())
@@ -327,6 +344,7 @@ def run(args: argparse.Namespace, terminal: TextIO) -> Dict[str, Any]:
         # Below the offered rate, the queue grew: not half saturation.
         open_loop['kept_up'] = (open_loop['sessions_per_s'] >=
                                 KEPT_UP_SHARE * rate)
+        open_loop['bound_by'] = bound_by(open_loop, ceiling, os.cpu_count())
   load_average.append(os.getloadavg())
   return {
       'model_dir': model.path,
@@ -399,11 +417,49 @@ def table(record: Dict[str, Any]) -> str:
         f'{r["client_busiest_process"]:>14.0%} '
         f'{_number(r.get("other_processes_cores_busy"), 2):>12}  '
         f'{r.get("bound_by", "")}')
-  lines += ['', 'goals:']
+  lines += ['', noise(record), 'goals:']
   lines += [f'  {g["status"]:<7} {g["goal"]}: {g["measured"] or "-"}'
             for g in record['goals']]
-  lines += ['', where_the_time_goes(record)]
+  lines += ['', saturation(record), where_the_time_goes(record)]
   return '\n'.join(lines)
+
+
+def noise(record: Dict[str, Any]) -> str:
+  """How much other work shared the machine: it moves every figure."""
+  runs = list(record['in_process'].values()) + list(
+      record['closed_loop'].values()) + [record['open_loop'] or {}]
+  others = [r['other_processes_cores_busy'] for r in runs
+            if r.get('other_processes_cores_busy') is not None]
+  m = record['machine']
+  text = (f'machine: {m["cpus"]} CPUs, load average '
+          f'{m["load_average_1_5_15_before"][0]:.1f} before, '
+          f'{m["load_average_1_5_15_after"][0]:.1f} after')
+  if others:
+    text += (f'; other processes kept {min(others):.2f} to {max(others):.2f} '
+             'cores busy during the runs')
+  return text + '\n'
+
+
+def saturation(record: Dict[str, Any]) -> str:
+  """Whether the best closed-loop level was the server's limit or the
+  client's."""
+  closed = record['closed_loop']
+  n = max(closed, key=lambda k: closed[k]['sessions_per_s'])
+  best, ceiling = closed[n], record['client_ceiling']
+  text = (f'saturation: the best level, {n} clients, made '
+          f'{best["sessions_per_s"]:,.0f} sessions/s')
+  if ceiling:
+    text += (f', {best["sessions_per_s"] / ceiling["sessions_per_s"]:.0%} of '
+             f'the client\'s ceiling')
+  text += (f'; the busiest client process was '
+           f'{max(r["client_busiest_process"] for r in closed.values()):.0%} '
+           'busy at any level: ')
+  if best['bound_by'] == 'client':
+    return text + 'the client saturated, the server may do more.'
+  if best['bound_by'] == 'machine':
+    return text + ('the machine was full, and other processes had much of '
+                   'it: run again on a quieter machine.')
+  return text + 'the server saturated, not the client.'
 
 
 def where_the_time_goes(record: Dict[str, Any]) -> str:
