@@ -324,8 +324,8 @@ def run(args: argparse.Namespace, terminal: TextIO) -> Dict[str, Any]:
         closed[str(n)] = meter.summary(load)
         closed[str(n)]['bound_by'] = bound_by(closed[str(n)], ceiling,
                                               os.cpu_count())
-        terminal.write(f'{n} clients: {closed[str(n)]["sessions_per_s"]:,.0f} '
-                       'sessions/s\n')
+        terminal.write(f'{_clients(n)}: '
+                       f'{closed[str(n)]["sessions_per_s"]:,.0f} sessions/s\n')
       best = max(level['sessions_per_s'] for level in closed.values())
       open_loop = None
       if best > 0:
@@ -373,6 +373,10 @@ def run(args: argparse.Namespace, terminal: TextIO) -> Dict[str, Any]:
   }
 
 
+def _clients(n) -> str:
+  return f'{n} client{"" if int(n) == 1 else "s"}'
+
+
 def _number(value: Optional[float], digits: int = 1) -> str:
   return '-' if value is None else f'{value:,.{digits}f}'
 
@@ -391,7 +395,7 @@ def table(record: Dict[str, Any]) -> str:
         f'client process {ceiling["client_busiest_process"]:.0%} of a core; '
         f'the client does {_number(ceiling["client_requests_per_cpu_s"], 0)} '
         'requests per CPU-second')
-  rows = [(f'{n} clients', r) for n, r in record['closed_loop'].items()]
+  rows = [(_clients(n), r) for n, r in record['closed_loop'].items()]
   o = record['open_loop']
   if o:
     rows.append((f'open {o["offered_per_s"]:,.0f}/s', o))
@@ -446,7 +450,7 @@ def saturation(record: Dict[str, Any]) -> str:
   closed = record['closed_loop']
   n = max(closed, key=lambda k: closed[k]['sessions_per_s'])
   best, ceiling = closed[n], record['client_ceiling']
-  text = (f'saturation: the best level, {n} clients, made '
+  text = (f'saturation: the best level, {_clients(n)}, made '
           f'{best["sessions_per_s"]:,.0f} sessions/s')
   if ceiling:
     text += (f', {best["sessions_per_s"] / ceiling["sessions_per_s"]:.0%} of '
@@ -468,7 +472,7 @@ def where_the_time_goes(record: Dict[str, Any]) -> str:
   closed = record['closed_loop']
   n = str(THROUGHPUT_AT) if str(THROUGHPUT_AT) in closed else list(closed)[-1]
   level, model = closed[n], record['in_process']
-  text = f'where the time goes at {n} clients ({level["bound_by"]}-bound): '
+  text = f'where the time goes at {_clients(n)} ({level["bound_by"]}-bound): '
   server = level.get('server_cpu_s_per_1000_sessions')
   if server is None:
     return text + 'no server CPU figure (no /proc on this machine).'
