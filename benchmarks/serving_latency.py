@@ -33,11 +33,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, TextIO
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, TextIO
 
 import numpy as np
 
-from pipeline.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from pipeline.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from serving import pushed
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / 'benchmarks' / 'out' / 'serving.json'
@@ -113,36 +114,46 @@ def timed(call: Callable[[int], Any], requests: int) -> tuple:
   return seconds, time.perf_counter() - started
 
 
+class RunningServer(NamedTuple):
+  port: int
+  pid: int
+
+
 @contextlib.contextmanager
 def served(config_path: str, version: int, request_log: str,
            terminal: TextIO):
   """`repairml serve` on a free loopback port, as a user starts it; yields
-  the port once the model answers, and stops it with Ctrl-C (SIGINT)."""
+  its port and process id once the model answers, and stops it with Ctrl-C
+  (SIGINT)."""
   with socket.socket() as probe:
     probe.bind(('127.0.0.1', 0))
     port = probe.getsockname()[1]
   command = [sys.executable, '-m', 'serving.server', '--config', config_path,
              '--port', str(port), '--version', str(version), '--poll-seconds',
              '0', '--request-log', request_log]
-  process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-  try:
-    deadline = time.monotonic() + 180
-    while not _healthy(port):
-      if process.poll() is not None or time.monotonic() > deadline:
-        raise BenchmarkError('the server did not start: '
-                             f'{process.communicate()[0].strip()}')
-      time.sleep(0.5)
-    terminal.write(f'server: {" ".join(command[1:])}\n')
-    yield port
-  finally:
-    if process.poll() is None:
-      process.send_signal(signal.SIGINT)
-      try:
-        process.wait(timeout=30)
-      except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+  # A file, not a pipe: nobody reads the server's output while it serves, and
+  # a full pipe would stall it.
+  with tempfile.TemporaryFile('w+') as output:
+    process = subprocess.Popen(command, cwd=ROOT, stdout=output,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+      deadline = time.monotonic() + 180
+      while not _healthy(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+          output.seek(0)
+          raise BenchmarkError(f'the server did not start: '
+                               f'{output.read().strip()}')
+        time.sleep(0.5)
+      terminal.write(f'server: {" ".join(command[1:])}\n')
+      yield RunningServer(port, process.pid)
+    finally:
+      if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+          process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+          process.kill()
+          process.wait()
 
 
 def _healthy(port: int) -> bool:
@@ -156,18 +167,33 @@ def _healthy(port: int) -> bool:
     connection.close()
 
 
-def run(config_path: str, requests: int, terminal: TextIO) -> Dict[str, Any]:
-  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf
+def latest_model(config: Config):
+  """The newest pushed version in the configuration's serving_dir, loaded
+  (serving/model_store.py)."""
+  # pylint: disable-next=g-import-not-at-top
   from serving.model_store import ModelStore
-  # pylint: enable=g-import-not-at-top
-  config = load_config(config_path)
   store = ModelStore(config.paths.serving_dir)
   versions = store.available_versions()
   if not versions:
-    raise BenchmarkError(f'no pushed model in {config.paths.serving_dir} '
-                         '(paths.serving_dir): run `make run` first.')
-  model = store.pin(versions[-1])
+    raise BenchmarkError(_no_model(config))
+  return store.pin(versions[-1])
+
+
+def _no_model(config: Config) -> str:
+  return (f'no pushed model in {config.paths.serving_dir} '
+          '(paths.serving_dir): run `make run` first.')
+
+
+def machine() -> Dict[str, Any]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return {'cpus': os.cpu_count(), 'python': platform.python_version(),
+          'tensorflow': tf.__version__}
+
+
+def run(config_path: str, requests: int, terminal: TextIO) -> Dict[str, Any]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  config = load_config(config_path)
+  model = latest_model(config)
   pool = sessions(requests + WARM_UP_REQUESTS + BATCH_SIZE, model.features,
                   config.label.column)
   instances = pool
@@ -177,8 +203,9 @@ def run(config_path: str, requests: int, terminal: TextIO) -> Dict[str, Any]:
   signature = tf.saved_model.load(model.path).signatures['serving_default']
   with tempfile.TemporaryDirectory() as tmp, served(
       config_path, model.version, os.path.join(tmp, 'requests.jsonl'),
-      terminal) as port:
-    connection = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
+      terminal) as server:
+    connection = http.client.HTTPConnection('127.0.0.1', server.port,
+                                            timeout=60)
     path = f'/v1/models/{config.pipeline_name}:predict'
     try:
       results = {}
@@ -235,8 +262,7 @@ def run(config_path: str, requests: int, terminal: TextIO) -> Dict[str, Any]:
       'server': '`repairml serve` (serving/server.py) in a subprocess, '
                 'request log on',
       'client': 'sequential, one keep-alive connection',
-      'machine': {'cpus': os.cpu_count(), 'python': platform.python_version(),
-                  'tensorflow': tf.__version__},
+      'machine': machine(),
       'command': 'benchmarks/serving_latency.py ' + ' '.join(sys.argv[1:]),
       'results': results,
   }
@@ -257,25 +283,45 @@ def table(record: Dict[str, Any]) -> str:
   return '\n'.join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-  args = _parser().parse_args(argv)
+def reported(name: str, config_path: str, json_path: str,
+             measure: Callable[[TextIO], Dict[str, Any]],
+             table_of: Callable[[Dict[str, Any]], str],
+             check_options: Callable[[], None] = lambda: None) -> int:
+  """Runs `measure(terminal)` with TensorFlow's output going to the
+  configuration's log file, writes its record to `json_path` and its table
+  to the terminal. A user mistake (BenchmarkError from `check_options`, a
+  bad configuration, no pushed model) is one line on stderr and exit code 2,
+  before TensorFlow is loaded."""
   try:
-    if args.requests <= 0:
-      raise BenchmarkError(f'--requests must be positive, got {args.requests}')
-    config = load_config(args.config)
+    check_options()
+    config = load_config(config_path)
+    if not pushed.pushed_versions(config.paths.serving_dir):
+      raise BenchmarkError(_no_model(config))
     from pipeline import progress  # pylint: disable=g-import-not-at-top
     # TensorFlow's output goes to the log file; the results to the terminal.
     with progress.output_to_log_file(config.paths.log_file) as terminal:
       terminal.write(f'log: {config.paths.log_file}\n')
-      record = run(args.config, args.requests, terminal)
-      os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-      with open(args.json, 'w', encoding='utf-8') as f:
+      record = measure(terminal)
+      os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+      with open(json_path, 'w', encoding='utf-8') as f:
         json.dump(record, f, indent=2)
-      terminal.write(f'\n{table(record)}\n\nwrote {args.json}\n')
+      terminal.write(f'\n{table_of(record)}\n\nwrote {json_path}\n')
   except (BenchmarkError, ConfigError) as e:
-    print(f'serving_latency: error: {e}', file=sys.stderr)
+    print(f'{name}: error: {e}', file=sys.stderr)
     return USAGE_ERROR
   return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  args = _parser().parse_args(argv)
+
+  def check_options():
+    if args.requests <= 0:
+      raise BenchmarkError(f'--requests must be positive, got {args.requests}')
+
+  return reported('serving_latency', args.config, args.json,
+                  lambda terminal: run(args.config, args.requests, terminal),
+                  table, check_options)
 
 
 if __name__ == '__main__':
