@@ -31,8 +31,8 @@ columnar request, {"model_version": "V", "outputs": {KEY: [value per
 session]}}, as TF Serving answers in kind. Bodies are strict JSON both ways:
 NaN and Infinity are refused in a request and never written in an answer.
 
-It imports numpy only: batch workers and the server share it without
-TensorFlow.
+It imports numpy and orjson (JSON at several times the standard library's
+speed) only: batch workers and the server share it without TensorFlow.
 """
 
 import dataclasses
@@ -40,6 +40,7 @@ import json
 from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
+import orjson
 
 SIGNATURE = 'serving_default'
 DEFAULT_TOP_K = 5
@@ -82,21 +83,27 @@ def _refuse_constant(name: str) -> None:
 def loads(body: bytes) -> Any:
   """The body as strict JSON: no NaN, Infinity or -Infinity."""
   try:
-    return json.loads(body.decode('utf-8'), parse_constant=_refuse_constant)
-  except UnicodeDecodeError:
-    raise ContractError('the body is not UTF-8 text.') from None
-  except RecursionError:
-    raise ContractError('the body is nested too deeply.') from None
-  except ValueError as e:
-    if isinstance(e, ContractError):
+    return orjson.loads(body)
+  except orjson.JSONDecodeError as e:
+    # orjson is strict but terse; the standard parser says what is wrong.
+    try:
+      json.loads(body.decode('utf-8'), parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+      raise ContractError('the body is not UTF-8 text.') from None
+    except RecursionError:
+      raise ContractError('the body is nested too deeply.') from None
+    except ContractError:
       raise
+    except ValueError as standard:
+      e = standard
     raise ContractError(f'the body is not valid JSON: {e}.') from None
 
 
 def dumps(answer: Any) -> bytes:
-  """`answer` as strict JSON; ValueError if it holds a non-finite float."""
-  return json.dumps(answer, allow_nan=False,
-                    separators=(',', ':')).encode('utf-8')
+  """`answer` as JSON. Never NaN or Infinity: predictions() refuses
+  non-finite model outputs, and any other non-finite number would be
+  written as null."""
+  return orjson.dumps(answer)
 
 
 # Requests ---------------------------------------------------------------------
@@ -212,6 +219,9 @@ def predictions(label_names: Sequence[str], outputs: Mapping[str, Any],
   probabilities = np.asarray(outputs['probabilities'], np.float64)
   recommended = np.asarray(outputs['recommended'])
   scores = np.asarray(outputs['recommendation_scores'], np.float64)
+  if not (np.isfinite(probabilities).all() and np.isfinite(scores).all()):
+    raise ValueError('the model answered with non-finite probabilities; its '
+                     'inputs passed validation, so the model is at fault.')
   # Highest score first; equal scores in label order.
   ranked = np.argsort(-scores, axis=1, kind='stable')[:, :top_k].tolist()
   probabilities, scores = probabilities.tolist(), scores.tolist()

@@ -167,7 +167,7 @@ class PredictionServer:
                 'connections').inc()),
         lifespan='off', access_log=False, log_config=None,
         timeout_keep_alive=keep_alive_seconds, timeout_graceful_shutdown=10,
-        backlog=2048, server_header=False))
+        backlog=2048, server_header=False, proxy_headers=False))
     self._thread: Optional[threading.Thread] = None
 
   def _follow_store(self) -> None:
