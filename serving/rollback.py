@@ -6,7 +6,7 @@
 
 The versions live in the configuration's `paths.serving_dir`. A running
 `repairml serve` serves the newest complete version there and looks again
-every poll interval, so `rollback`, which moves the newest version (or every
+every `serving.poll_seconds`, so `rollback`, which moves the newest version (or every
 version newer than `--to`) aside into `retired/`, rolls it back, and
 `restore` undoes that (models/retirement.py does the moving). A server
 pinned to a version (`--version`, the pin route) stays on it.
@@ -23,13 +23,11 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from models import retirement, versions
-from pipeline.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from pipeline.config import (DEFAULT_CONFIG_PATH, Config, ConfigError,
+                             load_config)
 
 USAGE_ERROR = 2
 FILESYSTEM_ERROR = 1
-# `repairml serve --poll-seconds`' default (serving/server.py; a test checks
-# that they agree). Not imported: the server module is heavier than this one.
-SERVER_POLL_SECONDS = 10
 
 
 class _OneLineErrors(argparse.ArgumentParser):
@@ -59,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
   for command in (rollback, restore, listing):
     command.add_argument('--config', default=DEFAULT_CONFIG_PATH,
                          help='run configuration YAML, for paths.serving_dir '
-                              '(default: %(default)s)')
+                              'and serving.poll_seconds (default: '
+                              '%(default)s)')
   return parser
 
 
@@ -67,11 +66,14 @@ def main(argv: Optional[List[str]] = None) -> int:
   args = _parser().parse_args(argv)
   prog = f'repairml model {args.command}'
   try:
-    serving_dir = load_config(args.config).paths.serving_dir
+    config = load_config(args.config)
+    serving_dir = config.paths.serving_dir
     if args.command == 'rollback':
       print(_rollback(serving_dir, args.to))
+      print(_now_served(config))
     elif args.command == 'restore':
       print(_restore(serving_dir, args.version))
+      print(_now_served(config))
     else:
       listing = version_listing(serving_dir)
       print(json.dumps(listing, indent=2) if args.json else
@@ -93,22 +95,25 @@ def _rollback(serving_dir: str, to_version: Optional[int]) -> str:
   moved = ', '.join(map(str, retired))
   return (f'retired version{"s" if len(retired) > 1 else ""} {moved} to '
           f'{os.path.join(serving_dir, versions.RETIRED_DIR)}/ '
-          f'(`repairml model restore VERSION` brings one back).\n'
-          f'{_now_served(serving_dir)}')
+          '(`repairml model restore VERSION` brings one back).')
 
 
 def _restore(serving_dir: str, version: int) -> str:
   retirement.restore(serving_dir, version)
   return (f'restored version {version} to '
-          f'{os.path.join(serving_dir, str(version))}.\n'
-          f'{_now_served(serving_dir)}')
+          f'{os.path.join(serving_dir, str(version))}.')
 
 
-def _now_served(serving_dir: str) -> str:
-  newest = versions.latest_version(serving_dir)
+def _now_served(config: Config) -> str:
+  newest = versions.latest_version(config.paths.serving_dir)
+  poll_seconds = config.serving.poll_seconds
+  if poll_seconds <= 0:
+    return (f'The newest version is now {newest}; serving.poll_seconds is 0, '
+            'so a running `repairml serve` does not look for it: restart it.')
   return (f'The newest version is now {newest}: a running `repairml serve` '
-          f'follows within its poll interval ({SERVER_POLL_SECONDS} s by '
-          'default), unless it is pinned to a version.')
+          f'follows within its poll interval ({poll_seconds:g} s, '
+          'serving.poll_seconds), unless it is pinned to a version or was '
+          'started with another --poll-seconds.')
 
 
 def version_listing(serving_dir: str) -> Dict[str, Any]:

@@ -16,7 +16,6 @@ from tensorflow.core.protobuf import saved_model_pb2
 import cli
 from models import export
 from models.versions import pushed_versions, retired_versions
-from serving import rollback
 from serving.model_store import ModelStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -30,11 +29,11 @@ def fake_version(folder: Path) -> Path:
   return folder
 
 
-def config_for(tmp_path: Path, serving_dir: Path) -> str:
+def config_for(tmp_path: Path, serving_dir: Path, more: str = '') -> str:
   """The local configuration, serving from `serving_dir`."""
   path = tmp_path / 'config.yaml'
   path.write_text(f'base: {PROJECT_ROOT / "configs" / "local.yaml"}\n'
-                  f'paths:\n  serving_dir: {serving_dir}\n')
+                  f'paths:\n  serving_dir: {serving_dir}\n{more}')
   return str(path)
 
 
@@ -73,7 +72,7 @@ def test_rollback_retires_the_newest_and_says_what_is_served(
   assert (code, err) == (0, '')
   assert f'retired version 12 to {serving_dir}/retired/' in out
   assert ('The newest version is now 7: a running `repairml serve` follows '
-          'within its poll interval (10 s by default)') in out
+          'within its poll interval (10 s, serving.poll_seconds)') in out
   assert sorted(os.listdir(serving_dir)) == ['.push.lock', '3', '7',
                                              'retired']
   assert os.listdir(serving_dir / 'retired') == ['12']
@@ -210,9 +209,23 @@ def test_the_commands_do_not_import_tensorflow(config):
   assert 'newest first' in listed.stdout
 
 
-def test_the_poll_interval_it_names_is_the_servers_default():
-  from serving import server  # pylint: disable=g-import-not-at-top
-  assert rollback.SERVER_POLL_SECONDS == server.DEFAULT_POLL_SECONDS
+def test_it_names_the_configured_poll_interval(tmp_path, serving_dir,
+                                               capsys):
+  config = config_for(tmp_path, serving_dir,
+                      'serving:\n  poll_seconds: 2.5\n')
+
+  out = run(capsys, 'rollback', '--config', config)[1]
+
+  assert 'within its poll interval (2.5 s, serving.poll_seconds)' in out
+
+
+def test_a_server_that_does_not_poll_is_told_to_restart(tmp_path, serving_dir,
+                                                        capsys):
+  config = config_for(tmp_path, serving_dir, 'serving:\n  poll_seconds: 0\n')
+
+  code, out, _ = run(capsys, 'rollback', '--config', config)
+
+  assert code == 0 and 'does not look for it: restart it' in out
 
 
 # --- A real model store follows -----------------------------------------------
