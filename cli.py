@@ -7,6 +7,9 @@
   repairml bench quality [--config PATH] [--rows N] [--json PATH]
   repairml serve [--config PATH] [--port N] [--version N]
   repairml predict --input PATTERN --output DIR [--config PATH] [--version N]
+  repairml model rollback [--config PATH] [--to VERSION]
+  repairml model restore VERSION [--config PATH]
+  repairml model list [--config PATH] [--json]
   repairml compile [--config configs/vertex.yaml] [--output PATH] [--image-tag TAG]
   repairml submit [--config configs/vertex.yaml] [--schedule CRON | --kfp-host URL]
                   [--car-model M] [--date-from D] [--date-to D] [--train-steps N]
@@ -28,6 +31,10 @@ COMMANDS = {
     ('serve',): 'serve the pushed model over REST (TF Serving and Vertex AI '
                 'formats)',
     ('predict',): 'batch prediction: a Beam job over a set of sessions',
+    ('model', 'rollback'): 'retire the newest served version (or all newer '
+                           'than --to); servers follow',
+    ('model', 'restore'): 'bring a retired version back into serving',
+    ('model', 'list'): 'the pushed and retired versions, and the one served',
     ('compile',): 'compile the pipeline for Vertex AI Pipelines or Kubeflow',
     ('submit',): 'compile, then run or schedule it on Vertex AI (or Kubeflow)',
     ('promote',): 'make a canary the default version, with all of the '
@@ -120,6 +127,9 @@ def main(argv: Optional[List[str]] = None) -> int:
       if words == ('predict',):
         from serving import batch  # pylint: disable=g-import-not-at-top
         return batch.main(rest)
+      if words[0] == 'model':
+        from serving import rollback  # pylint: disable=g-import-not-at-top
+        return rollback.main([words[1]] + rest)
       if words == ('promote',):
         from pipeline.production import promotion  # pylint: disable=g-import-not-at-top
         return promotion.main(rest)

@@ -3,7 +3,8 @@
 Usage: python local_runner.py [--config configs/local.yaml] [--summary PATH]
 (the same as `repairml run`). Prints one line per component, writes the run
 summary JSON, and exits with the status's code: 0 pushed, 1 failed,
-3 not blessed, 4 data anomalies (2 is an invalid configuration or usage).
+3 not blessed, 4 data anomalies, 5 retired (2 is an invalid configuration or
+usage).
 """
 
 import argparse
@@ -99,6 +100,11 @@ def print_summary(summary, summary_path: Optional[str]) -> None:
           'the last pushed model stays in place.')
     for failure in summary.blessing_failures:
       print(f'    {failure}')
+  elif summary.status == 'retired':
+    print(f'  not pushed: the model is version {summary.retired_version}, '
+          'which `repairml model rollback` retired; the served model stays '
+          f'in place (`repairml model restore {summary.retired_version}` '
+          'serves it again).')
   if summary.status == 'data_anomalies':
     print(f'  {summary.error}')
   elif summary.error:

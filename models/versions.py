@@ -7,17 +7,29 @@ an exported SavedModel (models/export.py). A push in progress
 (`.staging-*`), a half-copied folder or a stray numbered folder without a
 SavedModel is not a version, for readers and for the Pusher alike.
 
+A version rolled back (models/retirement.py) sits in `retired/<version>`,
+where no reader looks; the Pusher does not push its model again. Whatever
+changes which versions are pushed, a push or a retirement, does it under the
+serving directory's one lock (`push_lock`).
+
 It imports only the standard library: listing versions must not load
 TensorFlow, and the pipeline must not import serving to know what it writes.
 """
 
+import contextlib
+import fcntl
 import json
 import os
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 # Written into every pushed version by the Pusher: where the model came from.
 PROVENANCE_FILE = os.path.join('assets.extra', 'repairml_provenance.json')
 _SAVED_MODEL_FILES = ('saved_model.pb', 'saved_model.pbtxt')
+# Held while the versions of a serving directory change.
+LOCK_FILE = '.push.lock'
+# Where rolled-back versions go, inside the serving directory: a rename there
+# stays on one filesystem, so it is atomic.
+RETIRED_DIR = 'retired'
 
 
 def is_saved_model(path: str) -> bool:
@@ -27,11 +39,20 @@ def is_saved_model(path: str) -> bool:
 
 def pushed_versions(serving_dir: str) -> List[int]:
   """The complete versions in `serving_dir`, oldest first."""
-  if not os.path.isdir(serving_dir):
+  return _versions_in(serving_dir)
+
+
+def retired_versions(serving_dir: str) -> List[int]:
+  """The complete versions rolled back out of `serving_dir`, oldest first."""
+  return _versions_in(os.path.join(serving_dir, RETIRED_DIR))
+
+
+def _versions_in(folder: str) -> List[int]:
+  if not os.path.isdir(folder):
     return []
-  return sorted(int(name) for name in os.listdir(serving_dir)
+  return sorted(int(name) for name in os.listdir(folder)
                 if name.isdigit() and
-                is_saved_model(os.path.join(serving_dir, name)))
+                is_saved_model(os.path.join(folder, name)))
 
 
 def latest_version(serving_dir: str) -> Optional[int]:
@@ -47,3 +68,24 @@ def read_provenance(version_dir: str) -> dict:
     return {}
   with open(path, encoding='utf-8') as f:
     return json.load(f)
+
+
+@contextlib.contextmanager
+def push_lock(serving_dir: str) -> Iterator[None]:
+  """Holds the serving directory's lock, which pushes and retirements take
+  (an flock: released if the process dies). The directory must exist."""
+  with open(os.path.join(serving_dir, LOCK_FILE), 'a+b') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def fsync_directory(path: str) -> None:
+  """Flushes a directory's entries to disk: a rename in it survives a crash."""
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)

@@ -17,13 +17,16 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.types import artifact_utils
 
 from pipeline import metrics
-from pipeline.components import data_gate
+from pipeline.components import atomic_pusher, data_gate
 
 STATUS_EXIT_CODES = {
     'pushed': 0,
     'failed': 1,
     'not_blessed': 3,
     'data_anomalies': 4,
+    # Blessed, but it is a model `repairml model rollback` retired: the
+    # Pusher does not push it again (pipeline/components/atomic_pusher.py).
+    'retired': 5,
 }
 _RUN_CONTEXT = 'pipeline_run'
 _NODE_CONTEXT = 'node'
@@ -39,6 +42,7 @@ class RunSummary:
   status: str
   blessed: Optional[bool] = None
   pushed_model_dir: Optional[str] = None
+  retired_version: Optional[int] = None
   anomalies: List[Dict[str, str]] = dataclasses.field(default_factory=list)
   metrics: Optional[Dict[str, Any]] = None
   blessing_failures: List[str] = dataclasses.field(default_factory=list)
@@ -158,5 +162,11 @@ def summarize(run: Optional[RunRecord], label_names: List[str],
   if _custom_int(pushed_model, 'pushed') == 1:
     summary.pushed_model_dir = pushed_model.get_string_custom_property(
         'pushed_destination')
-  summary.status = 'pushed' if summary.pushed_model_dir else 'not_blessed'
+  elif pushed_model is not None and pushed_model.has_custom_property(
+      atomic_pusher.RETIRED_VERSION_PROPERTY):
+    summary.retired_version = int(pushed_model.get_string_custom_property(
+        atomic_pusher.RETIRED_VERSION_PROPERTY))
+  summary.status = ('pushed' if summary.pushed_model_dir else
+                    'retired' if summary.retired_version is not None else
+                    'not_blessed')
   return summary

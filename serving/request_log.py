@@ -27,7 +27,7 @@ lines per system call and counts every drop.
 The line format is the caller's. The online server writes, per session:
   timestamp      ISO-8601 UTC with milliseconds, "2026-11-28T09:15:02.123+00:00"
   model_version  the version that answered (an int)
-  route          which API the request came through ("tf_serving", "vertex")
+  route          the API the request came through, e.g. "tf_serving", "vertex"
   request_id     the same for every session of one request
   instance       the instance as the client sent it
   features       the features as the model read them: name -> list of values
@@ -50,7 +50,8 @@ DEFAULT_BACKUPS = 5
 DEFAULT_QUEUE_SIZE = 10_000
 # Lines the writer takes off the queue for one write to the file.
 _WRITE_BATCH = 512
-_CLOSE = object()  # put on the queue by close(): everything before it is written
+# Put on the queue by close(): every record before it is written.
+_CLOSE = object()
 
 logger = logging.getLogger('repairml.serving')
 
@@ -112,7 +113,11 @@ class RequestLog:
     return self.sample_rate > 0.0 and self._rng.random() < self.sample_rate
 
   def write(self, records: Sequence[Mapping[str, Any]]) -> None:
-    """Queues the records to be appended; never blocks and never raises."""
+    """Queues the records to be appended; never blocks and never raises.
+
+    They are encoded later, on the writer thread: the caller must not change
+    them afterwards.
+    """
     dropped = 0
     with self._accept_lock:
       if self._closing:
@@ -192,7 +197,13 @@ class RequestLog:
             break
         closing = batch[-1] is _CLOSE   # nothing is queued after it
         records = batch[:-1] if closing else batch
-        self._append(self._encoded(records))
+        try:
+          self._append(self._encoded(records))
+        except Exception:  # pylint: disable=broad-except
+          # A bug here must not end the thread: close() waits for it.
+          logger.exception('Request log %s: could not write %d records.',
+                           self.path, len(records))
+          self._count_drops('write_failed', len(records))
       if closing:
         return
 

@@ -81,3 +81,18 @@ def test_promote_runs_the_promotion_with_its_arguments(monkeypatch):
   assert cli.main(['promote', '--config', 'c.yaml', '--version', '3']) == 0
 
   assert calls == [['--config', 'c.yaml', '--version', '3']]
+
+
+def test_model_commands_run_the_rollback_module_with_their_action(
+    monkeypatch):
+  from serving import rollback  # pylint: disable=g-import-not-at-top
+  calls = []
+  monkeypatch.setattr(rollback, 'main', lambda argv: calls.append(argv) or 0)
+
+  assert cli.main(['model', 'rollback', '--to', '3']) == 0
+  assert cli.main(['model', 'restore', '4', '--config', 'c.yaml']) == 0
+  assert cli.main(['model', 'list', '--json']) == 0
+
+  assert calls == [['rollback', '--to', '3'],
+                   ['restore', '4', '--config', 'c.yaml'],
+                   ['list', '--json']]

@@ -16,17 +16,19 @@ versions and never share a staging directory or a number.
 
 Pushing the model that is already the latest version is a no-op: the latest
 version is recorded as the pushed destination again, so a rerun of the same
-model does not add a duplicate version.
+model does not add a duplicate version. A model that `repairml model
+rollback` retired (models/retirement.py) is not pushed again either, which
+would silently undo the rollback: the push is skipped, says why in the log,
+and marks the PushedModel not pushed, with the retired version in its
+`retired_version` property. `repairml model restore` brings it back.
 """
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
 import tempfile
 import time
-from typing import Iterator
+from typing import Optional
 
 from absl import logging
 from tfx.components.pusher import executor as pusher_executor
@@ -34,21 +36,12 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from models.versions import PROVENANCE_FILE, latest_version, read_provenance
+from models.versions import (  # pylint: disable=unused-import
+    LOCK_FILE, PROVENANCE_FILE, RETIRED_DIR, fsync_directory, latest_version,
+    push_lock, pushed_versions, read_provenance, retired_versions)
 
-LOCK_FILE = '.push.lock'
 STAGING_PREFIX = '.staging-'
-
-
-@contextlib.contextmanager
-def _exclusive(serving_dir: str) -> Iterator[None]:
-  """Holds the serving directory's push lock (released if the process dies)."""
-  with open(os.path.join(serving_dir, LOCK_FILE), 'a+b') as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(lock, fcntl.LOCK_UN)
+RETIRED_VERSION_PROPERTY = 'retired_version'
 
 
 def _fsync_tree(root: str) -> None:
@@ -57,24 +50,30 @@ def _fsync_tree(root: str) -> None:
     for name in files:
       with open(os.path.join(folder, name), 'rb') as f:
         os.fsync(f.fileno())
-    _fsync_directory(folder)
-
-
-def _fsync_directory(path: str) -> None:
-  fd = os.open(path, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
+    fsync_directory(folder)
 
 
 def _next_version(serving_dir: str) -> int:
-  """A version above every complete one, and a free name (a stray numbered
-  folder keeps its number)."""
-  version = max(int(time.time()), (latest_version(serving_dir) or 0) + 1)
-  while os.path.exists(os.path.join(serving_dir, str(version))):
+  """A version above every complete one, pushed or retired, and a free name
+  (a stray numbered folder keeps its number): a later restore never meets a
+  push of the same number, nor outranks a model pushed after it."""
+  known = pushed_versions(serving_dir) + retired_versions(serving_dir)
+  version = max([int(time.time())] + [v + 1 for v in known])
+  while any(os.path.exists(os.path.join(folder, str(version)))
+            for folder in (serving_dir,
+                           os.path.join(serving_dir, RETIRED_DIR))):
     version += 1
   return version
+
+
+def retired_version_of(model_dir: str, serving_dir: str) -> Optional[int]:
+  """The newest retired version that holds the model at `model_dir`, if any
+  (the provenance the Pusher wrote says which model a version holds)."""
+  for version in reversed(retired_versions(serving_dir)):
+    version_dir = os.path.join(serving_dir, RETIRED_DIR, str(version))
+    if read_provenance(version_dir).get('model_uri') == model_dir:
+      return version
+  return None
 
 
 def push_atomically(model_dir: str, serving_dir: str, provenance: dict) -> str:
@@ -87,14 +86,14 @@ def push_atomically(model_dir: str, serving_dir: str, provenance: dict) -> str:
     shutil.copytree(model_dir, copy)
     provenance_path = os.path.join(copy, PROVENANCE_FILE)
     os.makedirs(os.path.dirname(provenance_path), exist_ok=True)
-    with _exclusive(serving_dir):
+    with push_lock(serving_dir):
       version = _next_version(serving_dir)
       with open(provenance_path, 'w', encoding='utf-8') as f:
         json.dump(dict(provenance, version=version), f, indent=2)
       _fsync_tree(copy)
       target = os.path.join(serving_dir, str(version))
       os.rename(copy, target)
-      _fsync_directory(serving_dir)
+      fsync_directory(serving_dir)
   finally:
     shutil.rmtree(staging, ignore_errors=True)
   return target
@@ -119,11 +118,22 @@ class Executor(pusher_executor.Executor):
 
     latest = latest_version(serving_dir)
     latest_dir = os.path.join(serving_dir, str(latest))
+    retired = retired_version_of(model_dir, serving_dir)
     if latest is not None and read_provenance(latest_dir).get(
         'model_uri') == model_dir:
       logging.info('Model %s is already the latest version %s; not pushed '
                    'again.', model_dir, latest_dir)
       target = latest_dir
+    elif retired is not None:
+      logging.warning(
+          'Model %s is version %d, which `repairml model rollback` retired to '
+          '%s; not pushed again, so that the rollback stands. `repairml model '
+          'restore %d` serves it again.', model_dir, retired,
+          os.path.join(serving_dir, RETIRED_DIR, str(retired)), retired)
+      self._MarkNotPushed(model_push)
+      model_push.set_string_custom_property(RETIRED_VERSION_PROPERTY,
+                                            str(retired))
+      return
     else:
       model = artifact_utils.get_single_instance(
           input_dict[standard_component_specs.MODEL_KEY])

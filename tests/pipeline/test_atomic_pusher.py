@@ -1,11 +1,14 @@
 """The atomic pusher: complete version directories or none, increasing versions,
-safe concurrent pushes, and pushes only of blessed, new models."""
+safe concurrent pushes, pushes only of blessed, new models, and none of a
+model that a rollback retired."""
 
 import json
+import logging
 import os
 import shutil
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -13,8 +16,11 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from models.versions import (PROVENANCE_FILE, latest_version, pushed_versions,
-                             read_provenance)
+from models import retirement
+from models.versions import (PROVENANCE_FILE, latest_version, push_lock,
+                             pushed_versions, read_provenance,
+                             retired_versions)
+from pipeline import run_summary
 from pipeline.components import atomic_pusher
 from pipeline.components.atomic_pusher import Executor, push_atomically
 
@@ -344,3 +350,109 @@ def test_a_new_model_after_the_latest_gets_a_new_version(tmp_path,
   assert latest_version(str(serving_dir)) == second_version
   assert read_provenance(str(serving_dir / str(second_version)))[
       'model_artifact_id'] == 12
+
+
+# --- After a rollback ----------------------------------------------------------
+
+
+def _pushed_version(pushed) -> int:
+  return int(pushed.get_string_custom_property('pushed_version'))
+
+
+def test_a_retired_model_is_not_pushed_again(tmp_path, serving_dir, caplog):
+  first = _push(_model_artifact(tmp_path, 'model-1', artifact_id=11),
+                _blessing(tmp_path, 1), serving_dir)
+  bad_model = _model_artifact(tmp_path, 'model-2', artifact_id=12)
+  bad = _push(bad_model, _blessing(tmp_path, 1), serving_dir)
+  assert retirement.retire(str(serving_dir)) == [_pushed_version(bad)]
+
+  # The same model again, e.g. a rerun whose Evaluator was not cached.
+  with caplog.at_level(logging.WARNING):
+    again = _push(bad_model, _blessing(tmp_path, 1), serving_dir)
+
+  assert pushed_versions(str(serving_dir)) == [_pushed_version(first)]
+  assert retired_versions(str(serving_dir)) == [_pushed_version(bad)]
+  assert again.get_int_custom_property('pushed') == 0
+  assert again.get_string_custom_property('retired_version') == str(
+      _pushed_version(bad))
+  assert f'retired to {serving_dir}/retired/{_pushed_version(bad)}' in (
+      caplog.text)
+  assert 'not pushed again' in caplog.text
+
+
+def test_a_run_that_met_a_retired_model_ends_retired_not_unblessed(
+    tmp_path, serving_dir):
+  model = _model_artifact(tmp_path, 'model-1', artifact_id=11)
+  _push(_model_artifact(tmp_path, 'model-0', artifact_id=10),
+        _blessing(tmp_path, 1), serving_dir)
+  version = _pushed_version(_push(model, _blessing(tmp_path, 1), serving_dir))
+  retirement.retire(str(serving_dir))
+  blessing = _blessing(tmp_path, 1)
+  again = _push(model, blessing, serving_dir)
+  run = run_summary.RunRecord('run-2', {}, {
+      'Evaluator': {'blessing': [blessing]},
+      'Pusher': {'pushed_model': [again]}})
+
+  summary = run_summary.summarize(run, [], None,
+                                  types.SimpleNamespace(seconds={}))
+
+  assert summary.status == 'retired' and summary.exit_code == 5
+  assert summary.blessed and summary.pushed_model_dir is None
+  assert summary.retired_version == version
+
+
+def test_another_model_is_pushed_after_a_rollback(tmp_path, serving_dir):
+  _push(_model_artifact(tmp_path, 'model-1', artifact_id=11),
+        _blessing(tmp_path, 1), serving_dir)
+  _push(_model_artifact(tmp_path, 'model-2', artifact_id=12),
+        _blessing(tmp_path, 1), serving_dir)
+  (retired,) = retirement.retire(str(serving_dir))
+
+  fixed = _push(_model_artifact(tmp_path, 'model-3', artifact_id=13),
+                _blessing(tmp_path, 1), serving_dir)
+
+  assert fixed.get_int_custom_property('pushed') == 1
+  assert latest_version(str(serving_dir)) == _pushed_version(fixed) > retired
+
+
+def test_a_restored_model_counts_as_pushed_again(tmp_path, serving_dir):
+  _push(_model_artifact(tmp_path, 'model-1', artifact_id=11),
+        _blessing(tmp_path, 1), serving_dir)
+  model = _model_artifact(tmp_path, 'model-2', artifact_id=12)
+  _push(model, _blessing(tmp_path, 1), serving_dir)
+  (retired,) = retirement.retire(str(serving_dir))
+  retirement.restore(str(serving_dir), retired)
+
+  again = _push(model, _blessing(tmp_path, 1), serving_dir)
+
+  assert again.get_int_custom_property('pushed') == 1
+  assert _pushed_version(again) == retired
+  assert len(pushed_versions(str(serving_dir))) == 2
+
+
+def test_a_push_numbers_its_version_above_the_retired_ones(model_dir,
+                                                           serving_dir):
+  future = int(time.time()) + 10_000
+  _write_model(serving_dir / '5')
+  _write_model(serving_dir / 'retired' / str(future))
+
+  target = push_atomically(str(model_dir), str(serving_dir), {})
+
+  # A restore of the retired version can neither collide with this push nor
+  # outrank it.
+  assert os.path.basename(target) == str(future + 1)
+
+
+def test_retiring_waits_for_a_push_that_holds_the_lock(tmp_path, serving_dir):
+  for version in (1, 2):
+    _write_model(serving_dir / str(version))
+  done = []
+  with push_lock(str(serving_dir)):    # as a push choosing its number does
+    retiring = threading.Thread(
+        target=lambda: done.append(retirement.retire(str(serving_dir))))
+    retiring.start()
+    retiring.join(timeout=0.5)
+    assert retiring.is_alive() and pushed_versions(str(serving_dir)) == [1, 2]
+  retiring.join(timeout=10)
+
+  assert done == [[2]] and pushed_versions(str(serving_dir)) == [1]

@@ -201,8 +201,8 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path):
   try:
     log.write([session_record(0)])
     wait_until(lambda: log._queue.empty())  # pylint: disable=protected-access
-    writing = threading.Thread(target=log.write,
-                               args=([session_record(i) for i in range(1, 11)],))
+    burst = [session_record(i) for i in range(1, 11)]
+    writing = threading.Thread(target=log.write, args=(burst,))
     writing.start()
     writing.join(timeout=10)
     assert not writing.is_alive(), 'write() blocked on a full queue'
