@@ -164,8 +164,8 @@ def resolve_model_dir(path: str, version: Optional[int] = None) -> str:
   latest = pushed.latest_version(path, fs)
   if latest is None:
     raise BatchPredictionError(
-        f'no pushed model in {path} (paths.serving_dir): run `make run` first '
-        'to train and push one.')
+        f'no pushed model in {path} (paths.serving_dir, or --model): run '
+        '`make run` first to train and push one.')
   return os.path.join(path, str(latest))
 
 
@@ -252,30 +252,38 @@ class RowsToExamples(beam.DoFn):
     self._instances = instances
 
   def process(self, table):
+    # Column by column: cheaper than a dict per row from pyarrow.
+    columns = table.to_pydict()
+    ids = columns.get(self._id_column, [None] * table.num_rows)
+    names = [name for name in columns if name in self._features]
+    values = [columns[name] for name in names]
     for start in range(0, table.num_rows, self._batch_size):
-      rows = table.slice(start, self._batch_size).to_pylist()
-      ids = [_session_id(row.get(self._id_column)) for row in rows]
-      sessions = [{name: value for name, value in row.items()
-                   if name in self._features} for row in rows]
-      try:  # the whole batch at once, unless a session in it is bad
-        yield list(zip(ids, self._instances.serialized_examples(
-            sessions, self._features)))
+      end = start + self._batch_size
+      batch_ids = [_session_id(i) for i in ids[start:end]]
+      sessions = [dict(zip(names, row)) for row in
+                  zip(*(column[start:end] for column in values))]
+      yield from self._examples(batch_ids, sessions)
+
+  def _examples(self, ids, sessions):
+    try:  # the whole batch at once, unless a session in it is bad
+      yield list(zip(ids, self._instances.serialized_examples(
+          sessions, self._features)))
+      return
+    except self._instances.RequestError:
+      pass
+    batch = []
+    for session_id, session in zip(ids, sessions):
+      try:
+        (serialized,) = self._instances.serialized_examples(
+            [session], self._features)
+      except self._instances.RequestError as e:
+        self._errors.inc()
+        yield beam.pvalue.TaggedOutput(
+            ERRORS, _error_line(session_id, _without_index(e)))
         continue
-      except self._instances.RequestError:
-        pass
-      batch = []
-      for session_id, session in zip(ids, sessions):
-        try:
-          (serialized,) = self._instances.serialized_examples(
-              [session], self._features)
-        except self._instances.RequestError as e:
-          self._errors.inc()
-          yield beam.pvalue.TaggedOutput(
-              ERRORS, _error_line(session_id, _without_index(e)))
-          continue
-        batch.append((session_id, serialized))
-      if batch:
-        yield batch
+      batch.append((session_id, serialized))
+    if batch:
+      yield batch
 
 
 class ExampleWithId(beam.DoFn):
@@ -524,10 +532,15 @@ def _parser() -> argparse.ArgumentParser:
       description='Batch prediction: a Beam job that predicts every session '
                   'of a set of files with the pushed model.')
   parser.add_argument('--input', required=True,
-                      help='file pattern of the sessions, e.g. '
-                           '"data/sessions/span-*/*.parquet"')
+                      help='file pattern of the sessions, local or gs://, '
+                           'e.g. "data/sessions/span-*/*.parquet"')
   parser.add_argument('--output', required=True,
-                      help='directory to create with the predictions')
+                      help='directory to create with the predictions, local '
+                           'or gs://')
+  parser.add_argument('--model', default=None,
+                      help='a serving directory of pushed versions or a '
+                           'SavedModel, local or gs:// (default: the '
+                           "configuration's paths.serving_dir)")
   parser.add_argument('--config', default=DEFAULT_CONFIG_PATH,
                       help='run configuration: serving_dir, id column, log '
                            'file, Beam arguments (default: %(default)s)')
@@ -556,7 +569,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     return int(exit_request.code or 0)
   try:
     config = load_config(args.config)
-    model_dir = resolve_model_dir(config.paths.serving_dir, args.version)
+    model_dir = resolve_model_dir(args.model or config.paths.serving_dir,
+                                  args.version)
     check_output(_absolute(args.output), args.overwrite)
     check_input(args.input)
   except (ConfigError, BatchPredictionError) as e:
@@ -568,8 +582,9 @@ def main(argv: Optional[List[str]] = None) -> int:
   failure = None
   with progress.output_to_log_file(log_file) as terminal:
     terminal.write(f'log: {log_file}\n')
-    terminal.write(f'model: version {model_version(model_dir)} '
-                   f'({model_dir})\n')
+    version = model_version(model_dir)
+    terminal.write(f'model: version {version} ({model_dir})\n' if version
+                   is not None else f'model: {model_dir}\n')
     try:
       result = run_batch_prediction(
           model_dir, args.input, args.output, input_format=args.format,

@@ -463,6 +463,25 @@ def test_predict_prints_a_few_lines_and_logs_the_rest(config_path, sessions,
   assert (tmp_path / 'logs' / 'repairml.log').exists()  # where the noise goes
 
 
+def test_predict_model_flag_takes_a_savedmodel_instead_of_the_serving_dir(
+    config_path, sessions, exported_model, tmp_path, capfd):
+  empty = tmp_path / 'empty.yaml'
+  empty.write_text(yaml.safe_dump({
+      'base': str(config_path), 'paths': {'serving_dir': str(tmp_path / 'e')}}))
+  output = tmp_path / 'out'
+
+  code = batch.main(['--config', str(empty), '--model',
+                     exported_model.export_dir, '--input',
+                     str(sessions[1] / 'span-0' / '*.parquet'),
+                     '--output', str(output)])
+
+  out = capfd.readouterr().out
+  assert code == 0
+  assert f'model: {exported_model.export_dir}\n' in out  # no version: not pushed
+  (line, *_) = _read_lines(output, batch.PREDICTIONS_PREFIX)
+  assert line['model_version'] is None
+
+
 @pytest.mark.parametrize('case, fragment', [
     ('no model', 'run `make run` first'),
     ('no input', 'no input files match'),
