@@ -1,4 +1,4 @@
-"""What a complete model version is, in a local serving directory.
+"""What a complete model version is, in a serving directory.
 
 The Pusher writes versions (pipeline/components/atomic_pusher.py); online
 serving, batch prediction and the benchmarks read them. This module is the one
@@ -14,13 +14,17 @@ serving directory's one lock (`push_lock`).
 
 It imports only the standard library: listing versions must not load
 TensorFlow, and the pipeline must not import serving to know what it writes.
+The listing asks its three questions of a `Filesystem`, the local one by
+default; serving/pushed.py passes one that reads through tf.io.gfile, so that
+batch prediction finds versions in a gs:// serving directory by the same rule.
 """
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
-from typing import Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 # Written into every pushed version by the Pusher: where the model came from.
 PROVENANCE_FILE = os.path.join('assets.extra', 'repairml_provenance.json')
@@ -32,32 +36,45 @@ LOCK_FILE = '.push.lock'
 RETIRED_DIR = 'retired'
 
 
-def is_saved_model(path: str) -> bool:
-  return any(os.path.isfile(os.path.join(path, name))
+@dataclasses.dataclass(frozen=True)
+class Filesystem:
+  """What listing versions asks of a filesystem. Paths join with '/'."""
+  isfile: Callable[[str], bool]
+  isdir: Callable[[str], bool]
+  listdir: Callable[[str], List[str]]  # the names in a directory
+
+
+LOCAL = Filesystem(isfile=os.path.isfile, isdir=os.path.isdir,
+                   listdir=os.listdir)
+
+
+def is_saved_model(path: str, fs: Filesystem = LOCAL) -> bool:
+  return any(fs.isfile(os.path.join(path, name))
              for name in _SAVED_MODEL_FILES)
 
 
-def pushed_versions(serving_dir: str) -> List[int]:
+def pushed_versions(serving_dir: str, fs: Filesystem = LOCAL) -> List[int]:
   """The complete versions in `serving_dir`, oldest first."""
-  return _versions_in(serving_dir)
+  return _versions_in(serving_dir, fs)
 
 
 def retired_versions(serving_dir: str) -> List[int]:
   """The complete versions rolled back out of `serving_dir`, oldest first."""
-  return _versions_in(os.path.join(serving_dir, RETIRED_DIR))
+  return _versions_in(os.path.join(serving_dir, RETIRED_DIR), LOCAL)
 
 
-def _versions_in(folder: str) -> List[int]:
-  if not os.path.isdir(folder):
+def _versions_in(folder: str, fs: Filesystem) -> List[int]:
+  if not fs.isdir(folder):
     return []
-  return sorted(int(name) for name in os.listdir(folder)
+  return sorted(int(name) for name in fs.listdir(folder)
                 if name.isdigit() and
-                is_saved_model(os.path.join(folder, name)))
+                is_saved_model(os.path.join(folder, name), fs))
 
 
-def latest_version(serving_dir: str) -> Optional[int]:
+def latest_version(serving_dir: str,
+                   fs: Filesystem = LOCAL) -> Optional[int]:
   """The newest complete version in `serving_dir`, or None."""
-  versions = pushed_versions(serving_dir)
+  versions = pushed_versions(serving_dir, fs)
   return versions[-1] if versions else None
 
 
