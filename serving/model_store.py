@@ -228,11 +228,18 @@ class ModelStore:
 
   def get(self, version: int) -> ServedModel:
     """That version, loaded on demand. Raises VersionNotFoundError or
-    ModelLoadError."""
+    ModelLoadError. A version retired or removed from the serving directory
+    is not found, even while it is still in memory (only the version being
+    served stays in use until its successor has loaded)."""
     with self._lock:
       model = self._loaded(version)
-    if model:
+    if model and (model is self.current() or
+                  version in self.available_versions()):
       return model
+    if model:
+      raise VersionNotFoundError(
+          f'version {version} is no longer in {self.serving_dir} (retired or '
+          'removed).')
     with self._load_lock:
       with self._lock:
         model = self._loaded(version)

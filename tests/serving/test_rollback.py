@@ -14,9 +14,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 import cli
-from models import export
+from models import export, retirement
 from models.versions import pushed_versions, retired_versions
-from serving.model_store import ModelStore
+from serving.model_store import ModelStore, VersionNotFoundError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NOT_AT_SERVING = ('repair_labels', 'session_date', 'span')
@@ -287,3 +287,19 @@ def test_a_model_store_follows_rollback_and_restore(exported_model, tmp_path,
   assert run(capsys, 'restore', '2', '--config', config)[0] == 0
   version, recommended = served()
   assert version == 2 and recommended.all()
+
+
+def test_a_retired_version_no_longer_answers_by_number(exported_model,
+                                                       tmp_path):
+  """Even while it is still in memory: asking for it by number is a 'not
+  found', as for a version never pushed."""
+  for version in (1, 2):
+    shutil.copytree(exported_model.export_dir, tmp_path / str(version))
+  store = ModelStore(str(tmp_path))
+  store.reload()
+  assert store.get(1).version == 1          # loaded, kept in memory
+  retirement.retire(str(tmp_path), to_version=1)
+  store.reload()
+  assert store.current().version == 1
+  with pytest.raises(VersionNotFoundError):
+    store.get(2)
