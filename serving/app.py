@@ -258,30 +258,33 @@ class PredictionService:
 
   async def _predict(self, request: Request, route: str) -> Tuple[int, Any]:
     arrived = time.monotonic()
-    model = self._model(self._check_name(request) if route == TF_SERVING
-                        else None)
-    body = contract.loads(await self._body(request, json_required=False))
-    parse = (contract.vertex_request if route == VERTEX
-             else contract.tf_serving_request)
-    predict_request = parse(body, self.settings.max_instances)
-    try:
-      serialized, features = model.read(predict_request.instances)
-    except RequestError as e:
-      raise HttpError(400, str(e)) from None
-    deadline = arrived + self.settings.deadline_seconds
-    outputs = await self._model_outputs(model, serialized, deadline)
+    with self.batcher.expecting():
+      model = self._model(self._check_name(request) if route == TF_SERVING
+                          else None)
+      body = contract.loads(await self._body(request, json_required=False))
+      parse = (contract.vertex_request if route == VERTEX
+               else contract.tf_serving_request)
+      predict_request = parse(body, self.settings.max_instances)
+      try:
+        serialized, features = model.read(predict_request.instances)
+      except RequestError as e:
+        raise HttpError(400, str(e)) from None
+      deadline = arrived + self.settings.deadline_seconds
+      future = self._submit(model, serialized, deadline)
+    outputs = await self._model_outputs(future, deadline)
     answers = contract.predictions(model.label_names, outputs,
                                    predict_request.top_k)
     if self.request_log is not None and self.request_log.sampled():
       self._log(route, model, predict_request, features, answers, arrived)
     return 200, contract.answer(predict_request, model.version, answers)
 
-  async def _model_outputs(self, model, serialized: List[bytes],
-                           deadline: float) -> Dict[str, Any]:
+  def _submit(self, model, serialized: List[bytes], deadline: float):
     try:
-      future = self.batcher.submit(model, serialized, deadline)
+      return self.batcher.submit(model, serialized, deadline)
     except Overloaded as e:
       raise self._shed(e) from None
+
+  async def _model_outputs(self, future, deadline: float) -> Dict[str, Any]:
     try:
       return await asyncio.wait_for(asyncio.wrap_future(future),
                                     max(0.0, deadline - time.monotonic()))

@@ -4,7 +4,8 @@ The server's event loop parses a request and builds its tf.Examples; the
 examples then wait here, in one bounded queue, for the batching thread. That
 thread takes the oldest request, gathers the requests behind it for the same
 model version until `max_batch_size` sessions or `batch_timeout` seconds
-have passed, runs the model once and hands each request its rows. These are
+have passed (waiting only while requests are on their way: read by the
+server, not yet queued; see `expecting`), runs the model once and hands each request its rows. These are
 TF Serving's batching parameters (`max_batch_size`, `batch_timeout_micros`,
 `max_enqueued_batches`), on one thread: the model call releases the GIL, so
 the event loop keeps reading requests while the model computes, and the
@@ -22,11 +23,12 @@ again one request at a time, so that only the bad request gets the error.
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import threading
 import time
-from typing import Any, Callable, Deque, List, Optional
+from typing import Any, Callable, Deque, Iterator, List, Optional
 
 logger = logging.getLogger('repairml.serving')
 
@@ -68,6 +70,7 @@ class MicroBatcher:
     self._on_queue_depth = on_queue_depth or (lambda sessions: None)
     self._queue: Deque[_Request] = collections.deque()
     self._queued_sessions = 0
+    self._expected = 0      # requests arriving, not yet submitted
     self._condition = threading.Condition()
     self._closed = False
     # Seconds per model call, recently: for a request's expected wait.
@@ -75,6 +78,22 @@ class MicroBatcher:
     self._thread = threading.Thread(target=self._run, daemon=True,
                                     name='repairml-batcher')
     self._thread.start()
+
+  @contextlib.contextmanager
+  def expecting(self) -> Iterator[None]:
+    """Around a request from its arrival to its submit(): while requests
+    are on their way, a batch waits (up to batch_timeout) for them to join;
+    with none on their way, it runs at once, and a lone client never pays
+    for the window."""
+    with self._condition:
+      self._expected += 1
+    try:
+      yield
+    finally:
+      with self._condition:
+        self._expected -= 1
+        if not self._expected:     # a batch waiting for it need not
+          self._condition.notify()
 
   @property
   def queued_sessions(self) -> int:
@@ -143,7 +162,7 @@ class MicroBatcher:
       while sessions < self.max_batch_size:
         if not self._queue:
           remaining = window_ends - time.monotonic()
-          if remaining <= 0 or self._closed:
+          if remaining <= 0 or self._closed or not self._expected:
             break
           self._condition.wait(remaining)
           continue

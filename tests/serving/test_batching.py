@@ -155,3 +155,18 @@ def test_close_answers_what_is_queued(batcher):
                                                                    4]
   with pytest.raises(Overloaded):
     b.submit(model, [b'9'], later())
+
+
+def test_a_batch_waits_only_for_requests_on_their_way(batcher):
+  model = CountingModel()
+  b = batcher(max_batch_size=32, batch_timeout=5.0)
+  started = time.monotonic()
+  b.submit(model, [b'0'], later()).result(5)     # nothing on its way
+  assert time.monotonic() - started < 1.0
+
+  with b.expecting():                            # one being read meanwhile
+    first = b.submit(model, [b'1'], later())
+    time.sleep(0.1)
+    second = b.submit(model, [b'2'], later())
+  first.result(5), second.result(5)
+  assert model.calls == [1, 2]                   # the window joined them
