@@ -155,6 +155,11 @@ def test_the_serving_features_travel_with_the_model(exported, config):
 
   assert set(features) == set(config.features.all) | {config.data.id_column}
   assert features['car_model'] == {'dtype': 'string', 'list': False}
-  assert features['dtcs'] == {'dtype': 'string', 'list': True}
-  assert features['build_year']['dtype'] == 'int64'
-  assert features['battery_voltage']['dtype'] == 'float32'
+  # With the curated schema's limits, which a server checks requests against.
+  assert features['dtcs'] == {'dtype': 'string', 'list': True,
+                              'max_values': 30}
+  assert features['build_year'] == {'dtype': 'int64', 'list': False,
+                                    'min': 1990, 'max': 2035}
+  assert features['battery_voltage'] == {'dtype': 'float32', 'list': True,
+                                         'min': 0.0, 'max': 20.0,
+                                         'max_values': 1}
