@@ -15,7 +15,7 @@ Every value is checked before the model sees it:
   the model's type holds (int64; finite float32);
 - null, an empty list and, in data files, NaN are missing values; a
   non-finite number is refused (a JSON body cannot hold NaN or Infinity,
-  serving/contract.py; 1e400 reads as Infinity).
+  serving/contract.py, nor a number that overflows to it, such as 1e400).
 A base64 tf.Example is checked the same way. Every problem is a RequestError
 that names the instance and the feature.
 """

@@ -60,8 +60,8 @@ def with_value(exported_model, feature, value):
      'model accepts, [0, 1.5e+06]'),
     ('battery_voltage', 1e308, 'instances[0].battery_voltage: 1e+308 is '
      'outside the range the model accepts, [0, 20]'),
-    ('coolant_temp_c', 'raw:1e400', 'instances[0].coolant_temp_c: must be a '
-     'finite number'),       # JSON's 1e400 reads as Infinity
+    ('coolant_temp_c', 'raw:1e400', 'the body is not valid JSON: number is '
+     'infinity'),            # overflows a double
     ('build_year', 2019.5, 'instances[0].build_year: must be an integer'),
     ('build_year', None, 'instances[0].build_year: required, and missing'),
     ('battery_voltage', [12.0, 13.0], 'instances[0].battery_voltage: takes at '
