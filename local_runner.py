@@ -53,7 +53,7 @@ def _run_and_summarize(config, summary_path, terminal, progress):
   import ml_metadata as mlmd
   from tfx.orchestration import metadata
   from tfx.orchestration.local.local_dag_runner import LocalDagRunner
-  from pipeline import run_summary
+  from pipeline import run_provenance, run_summary
   from pipeline.pipeline import create_pipeline
   # pylint: enable=g-import-not-at-top
 
@@ -76,6 +76,15 @@ def _run_and_summarize(config, summary_path, terminal, progress):
   summary = run_summary.summarize(run, config.label.vocabulary, error,
                                   component_progress)
   summary.log_file = config.paths.log_file
+  if run is not None:
+    try:
+      run_provenance.record(store, run.run_id, summary.status,
+                            run_provenance.provenance(config),
+                            run_provenance.model_artifact_id(run))
+    except Exception:  # pylint: disable=broad-except
+      # The run's outcome stands; the log says what could not be recorded.
+      logging.exception('Could not attach the run\'s provenance to ML '
+                        'Metadata.')
   if summary_path:
     summary.write(summary_path)
   return summary

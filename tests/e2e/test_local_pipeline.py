@@ -142,6 +142,29 @@ def test_metadata_records_an_execution_for_every_component(first_run):
   assert set(run.states.values()) == {metadata_store_pb2.Execution.COMPLETE}
 
 
+def test_the_run_and_its_model_record_code_configuration_and_outcome(
+    first_run):
+  import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
+  from tfx.orchestration import metadata  # pylint: disable=g-import-not-at-top
+  from pipeline import run_provenance, run_summary  # pylint: disable=g-import-not-at-top
+  config, summary, _ = first_run
+  store = mlmd.MetadataStore(
+      metadata.sqlite_metadata_connection_config(config.paths.metadata))
+  context = store.get_context_by_type_and_name('pipeline_run', summary.run_id)
+  (model,) = store.get_artifacts_by_id([run_provenance.model_artifact_id(
+      run_summary.read_run(store, context))])
+
+  on_run = run_provenance.read(context.custom_properties)
+  on_model = run_provenance.read(model.custom_properties)
+  expected = run_provenance.provenance(config)
+  assert on_run['repairml_status'] == 'pushed'
+  assert on_run['repairml_config_sha256'] == expected['repairml_config_sha256']
+  assert on_run['repairml_git_commit'] == expected['repairml_git_commit']
+  assert on_run['repairml_lock_sha256'] == expected['repairml_lock_sha256']
+  assert {k: v for k, v in on_run.items() if k != 'repairml_status'} == (
+      on_model)
+
+
 def _blessing(config, summary):
   """The Evaluator's blessing artifact in the run of `summary`."""
   import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
