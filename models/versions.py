@@ -87,11 +87,17 @@ def read_provenance(version_dir: str) -> dict:
     return json.load(f)
 
 
+def push_lock(serving_dir: str):
+  """Holds the serving directory's lock, which pushes and retirements take.
+  The directory must exist."""
+  return file_lock(os.path.join(serving_dir, LOCK_FILE))
+
+
 @contextlib.contextmanager
-def push_lock(serving_dir: str) -> Iterator[None]:
-  """Holds the serving directory's lock, which pushes and retirements take
-  (an flock: released if the process dies). The directory must exist."""
-  with open(os.path.join(serving_dir, LOCK_FILE), 'a+b') as lock:
+def file_lock(path: str) -> Iterator[None]:
+  """Holds an exclusive flock on `path` (created if missing): released if
+  the process dies."""
+  with open(path, 'a+b') as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
       yield

@@ -362,17 +362,14 @@ class PredictSessions(beam.DoFn):
 
   def process(self, batch: Sequence):
     try:
-      lines, errors = self._lines(batch)
+      lines, errors = self._lines(batch), []
     except self._tf.errors.InvalidArgumentError:
       lines, errors = [], []
       for session in batch:
         try:
-          one, bad = self._lines([session])
+          lines += self._lines([session])
         except self._tf.errors.InvalidArgumentError as e:
-          one, bad = [], [_error_line(session[0],
-                                      _tf_error_message(e.message))]
-        lines += one
-        errors += bad
+          errors.append(_error_line(session[0], _tf_error_message(e.message)))
     if errors:
       self._errors.inc(len(errors))
       for error in errors:
@@ -381,21 +378,21 @@ class PredictSessions(beam.DoFn):
       self._predicted.inc(len(lines))
       yield b'\n'.join(lines)
 
-  def _lines(self, batch: Sequence):
-    """A JSON line per session (and no error lines: a model that answers
-    NaN to checked sessions fails the job, in contract.predictions)."""
+  def _lines(self, batch: Sequence) -> List[bytes]:
+    """A JSON line per session (a model that answers NaN to checked
+    sessions fails the job, in contract.predictions)."""
     outputs = self._serve(examples=self._tf.constant(
         [serialized for _, serialized in batch]))
     predictions = contract.predictions(
         self._labels, {name: outputs[name].numpy() for name in self._outputs},
         self._top_k)
-    lines, errors = [], []
+    lines = []
     for (session_id, _), prediction in zip(batch, predictions):
       line = {'session_id': session_id, 'model_version': self._version}
       for key in contract.PREDICTION_KEYS:
         line[key] = prediction[key]
       lines.append(contract.dumps(line))
-    return lines, errors
+    return lines
 
 
 def _tf_error_message(message: str) -> str:

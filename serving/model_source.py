@@ -16,7 +16,6 @@ reads gs:// and local paths alike.
 """
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -231,13 +230,7 @@ def _reading(uri: str, tf) -> Iterator[None]:
         "endpoint's service account may read that location") from error
 
 
-@contextlib.contextmanager
-def _exclusive(local_dir: str) -> Iterator[None]:
+def _exclusive(local_dir: str):
   """Holds the copy's lock: two servers starting on one serving directory
   take turns, so each ends with one complete version in place."""
-  with open(os.path.join(local_dir, LOCK_FILE), 'a+b') as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(lock, fcntl.LOCK_UN)
+  return versions.file_lock(os.path.join(local_dir, LOCK_FILE))

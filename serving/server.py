@@ -23,7 +23,6 @@ can send TensorFlow's output to the log file first.
 
 import argparse
 import errno
-import json
 import logging
 import os
 import signal
@@ -38,7 +37,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pipeline.config import (DEFAULT_CONFIG_PATH, Config, ConfigError,
                              load_config)
-from serving import model_source, pushed
+from serving import contract, model_source, pushed
 from serving.app import PredictionService, ServiceSettings, is_loopback
 from serving.batching import RETRY_AFTER_SECONDS, MicroBatcher
 from serving.metrics import ServingMetrics
@@ -55,7 +54,7 @@ logger = logging.getLogger('repairml.serving')
 
 def _raw_answer(status: int, reason: str, answer: Any,
                 extra_headers: str = '') -> bytes:
-  body = json.dumps(answer).encode()
+  body = contract.dumps(answer)
   return (f'HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n'
           f'content-length: {len(body)}\r\nconnection: close\r\n'
           f'{extra_headers}\r\n').encode() + body

@@ -7,6 +7,7 @@ import os
 import shutil
 
 from serving.app import ServiceSettings
+from serving.model_store import ModelStore
 from serving.server import PredictionServer
 
 NOT_AT_SERVING = ('repair_labels', 'session_date', 'span')
@@ -75,3 +76,11 @@ class Running:
 
   def stop(self):
     self.server.stop()
+
+
+def serve_pushed(export_dir, serving_dir, version=1, **options) -> Running:
+  """The exported model pushed as `version`, loaded and served."""
+  push(export_dir, serving_dir, version)
+  store = ModelStore(str(serving_dir))
+  store.reload()
+  return Running(store, **options)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from harness import JSON, MODEL, Running, instances_of, push, strict_json
+from harness import (JSON, MODEL, Running, instances_of, push, serve_pushed,
+                     strict_json)
 from pipeline.components.example_gen import row_to_example
 from serving.model_store import ModelStore
 
@@ -33,10 +34,8 @@ def in_process_outputs():
 @pytest.fixture(scope='module')
 def served(exported_model, tmp_path_factory):
   tmp = tmp_path_factory.mktemp('operations')
-  push(exported_model.export_dir, tmp / 'serving', 1)
-  store = ModelStore(str(tmp / 'serving'))
-  store.reload()
-  running = Running(store, max_instances=50)
+  running = serve_pushed(exported_model.export_dir, tmp / 'serving', 1,
+                         max_instances=50)
   yield running
   running.stop()
 
@@ -139,10 +138,8 @@ def test_malformed_http_gets_a_json_400(served):
 
 
 def test_a_chunked_body_over_the_limit_is_a_413(exported_model, tmp_path):
-  push(exported_model.export_dir, tmp_path, 1)
-  store = ModelStore(str(tmp_path))
-  store.reload()
-  running = Running(store, max_request_bytes=1000)
+  running = serve_pushed(exported_model.export_dir, tmp_path, 1,
+                         max_request_bytes=1000)
   try:
     chunk = b'{"instances": [' + b' ' * 2000
     answer = raw_exchange(running, (
@@ -229,10 +226,8 @@ def wait_until(condition, seconds=10):
 
 def test_a_full_queue_answers_503_at_once_and_nothing_hangs(exported_model,
                                                              tmp_path):
-  push(exported_model.export_dir, tmp_path, 1)
-  store = ModelStore(str(tmp_path))
-  store.reload()
-  running = Running(store, max_queued_sessions=4, deadline_seconds=30)
+  running = serve_pushed(exported_model.export_dir, tmp_path, 1,
+                         max_queued_sessions=4, deadline_seconds=30)
   body = good_request(exported_model, 2)
   try:
     held = hold_the_model(running)
@@ -257,10 +252,8 @@ def test_a_full_queue_answers_503_at_once_and_nothing_hangs(exported_model,
 
 
 def test_a_request_past_its_deadline_answers_503(exported_model, tmp_path):
-  push(exported_model.export_dir, tmp_path, 1)
-  store = ModelStore(str(tmp_path))
-  store.reload()
-  running = Running(store, deadline_seconds=0.2)
+  running = serve_pushed(exported_model.export_dir, tmp_path, 1,
+                         deadline_seconds=0.2)
   try:
     held = hold_the_model(running)
     started = time.monotonic()
@@ -280,10 +273,8 @@ def test_a_request_past_its_deadline_answers_503(exported_model, tmp_path):
 
 def test_connections_over_the_limit_are_refused_with_json(exported_model,
                                                           tmp_path):
-  push(exported_model.export_dir, tmp_path, 1)
-  store = ModelStore(str(tmp_path))
-  store.reload()
-  running = Running(store, max_connections=2)
+  running = serve_pushed(exported_model.export_dir, tmp_path, 1,
+                         max_connections=2)
   try:
     kept = [socket.create_connection(running.server.address, timeout=10)
             for _ in range(2)]
@@ -304,10 +295,7 @@ def test_connections_over_the_limit_are_refused_with_json(exported_model,
 # Metrics. ---------------------------------------------------------------------
 
 def test_metrics_count_known_traffic(exported_model, tmp_path):
-  push(exported_model.export_dir, tmp_path, 7)
-  store = ModelStore(str(tmp_path))
-  store.reload()
-  running = Running(store)
+  running = serve_pushed(exported_model.export_dir, tmp_path, 7)
   try:
     for _ in range(3):
       assert running.call('POST', f'{MODEL}:predict',
@@ -340,10 +328,8 @@ def test_metrics_count_known_traffic(exported_model, tmp_path):
 
 def test_hot_reload_under_load_fails_no_request(exported_model, tmp_path,
                                                 in_process_outputs):
-  push(exported_model.export_dir, tmp_path, 1)
-  store = ModelStore(str(tmp_path))
-  store.reload()
-  running = Running(store)
+  running = serve_pushed(exported_model.export_dir, tmp_path, 1)
+  store = running.store
   store.start_polling(0.05)
   rows = exported_model.held_out_rows
   body = json.dumps({'instances': instances_of(rows)}).encode()
