@@ -10,6 +10,12 @@
   repairml model rollback [--config PATH] [--to VERSION]
   repairml model restore VERSION [--config PATH]
   repairml model list [--config PATH] [--json]
+  repairml runs [--config PATH] [--limit N] [--json] [--vertex]
+  repairml lineage MODEL [--config PATH] [--json] [--vertex]
+  repairml why RUN [--config PATH] [--all] [--json]
+  repairml diff RUN_A RUN_B [--config PATH] [--json]
+  repairml reproduce RUN [--config PATH] [--root DIR] [--force] [--json]
+  repairml ui [--config PATH] [--port 8080]
   repairml compile [--config configs/vertex.yaml] [--output PATH] [--image-tag TAG]
   repairml submit [--config configs/vertex.yaml] [--schedule CRON | --kfp-host URL]
                   [--car-model M] [--date-from D] [--date-to D] [--train-steps N]
@@ -35,12 +41,20 @@ COMMANDS = {
                            'than --to); servers follow',
     ('model', 'restore'): 'bring a retired version back into serving',
     ('model', 'list'): 'the pushed and retired versions, and the one served',
+    ('runs',): 'the runs recorded in ML Metadata, newest first',
+    ('lineage',): 'the provenance card of a model: data, schema, '
+                  'hyperparameters, code, evaluation, push',
+    ('why',): 'why a run pushed nothing (or what it pushed)',
+    ('diff',): 'what changed between two runs',
+    ('reproduce',): 'run a recorded run again and compare its metrics',
+    ('ui',): 'a read-only web UI over runs, artifacts and lineage',
     ('compile',): 'compile the pipeline for Vertex AI Pipelines or Kubeflow',
     ('submit',): 'compile, then run or schedule it on Vertex AI (or Kubeflow)',
     ('promote',): 'make a canary the default version, with all of the '
                   'endpoint\'s traffic',
 }
 
+LINEAGE_COMMANDS = ('runs', 'lineage', 'why', 'diff', 'reproduce', 'ui')
 # The options of kubeflow_runner.py that send the compiled pipeline somewhere.
 SEND_OPTIONS = ('--submit', '--schedule', '--kfp-host')
 # The benchmarks are not part of the installed package (setup.py) nor of the
@@ -130,6 +144,9 @@ def main(argv: Optional[List[str]] = None) -> int:
       if words[0] == 'model':
         from serving import rollback  # pylint: disable=g-import-not-at-top
         return rollback.main([words[1]] + rest)
+      if words[0] in LINEAGE_COMMANDS:
+        from lineage import cli as lineage_cli  # pylint: disable=g-import-not-at-top
+        return lineage_cli.main(words[0], rest)
       if words == ('promote',):
         from pipeline.production import promotion  # pylint: disable=g-import-not-at-top
         return promotion.main(rest)

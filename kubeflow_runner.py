@@ -86,6 +86,16 @@ def check_schedule(cron: str) -> None:
     raise ConfigError(f'--schedule {e}') from None
 
 
+def provenance_labels(config) -> dict:
+  """The hashes of the configuration and of the lock, as job labels (a label
+  holds 63 characters: the first 32 hex digits of each sha256), so that
+  `repairml lineage --vertex` shows them as it does for local runs."""
+  from pipeline import run_provenance  # pylint: disable=g-import-not-at-top
+  values = run_provenance.provenance(config)
+  return {'config-sha256': values['repairml_config_sha256'][:32],
+          'lock-sha256': values['repairml_lock_sha256'][:32]}
+
+
 def send(config, args, values, template: str, image: str, terminal) -> None:
   """Submits or schedules the compiled template; prints where to see it."""
   # pylint: disable=g-import-not-at-top
@@ -104,7 +114,7 @@ def send(config, args, values, template: str, image: str, terminal) -> None:
       project=vertex.project, region=vertex.region,
       service_account=vertex.service_account,
       pipeline_root=config.paths.pipeline_root)
-  labels = {**submission.git_labels(),
+  labels = {**submission.git_labels(), **provenance_labels(config),
             'image-tag': label_value(image.rsplit(':', 1)[-1])}
   job_id = '{}-{}'.format(config.pipeline_name,
                           datetime.datetime.now().strftime('%Y%m%d-%H%M%S'))

@@ -39,15 +39,23 @@ def run_pipeline(config: Config, summary_path: Optional[str] = None):
   the terminal gets one progress line per component.
   """
   check_inputs(config)
+  # pylint: disable=g-import-not-at-top
+  from pipeline import run_provenance
+  # pylint: enable=g-import-not-at-top
+  # What the run reads and where its log starts, taken before it starts.
+  source = run_provenance.data_source(config)
+  log_start = (os.path.getsize(config.paths.log_file)
+               if os.path.isfile(config.paths.log_file) else 0)
   # The progress module imports nothing heavy, so the redirection is in place
   # before TensorFlow, Beam and TFX are imported and start printing.
   from pipeline import progress  # pylint: disable=g-import-not-at-top
   with progress.output_to_log_file(config.paths.log_file) as terminal:
     terminal.write(f'log: {config.paths.log_file}\n')
-    return _run_and_summarize(config, summary_path, terminal, progress)
+    return _run_and_summarize(config, summary_path, terminal, progress,
+                              (source, log_start))
 
 
-def _run_and_summarize(config, summary_path, terminal, progress):
+def _run_and_summarize(config, summary_path, terminal, progress, before):
   # pylint: disable=g-import-not-at-top
   from absl import logging
   import ml_metadata as mlmd
@@ -78,9 +86,15 @@ def _run_and_summarize(config, summary_path, terminal, progress):
   summary.log_file = config.paths.log_file
   if run is not None:
     try:
-      run_provenance.record(store, run.run_id, summary.status,
-                            run_provenance.provenance(config),
-                            run_provenance.model_artifact_id(run))
+      sys.stdout.flush()
+      sys.stderr.flush()
+      source, log_start = before
+      run_provenance.record(
+          store, run.run_id, summary.status,
+          {**run_provenance.provenance(config),
+           **run_provenance.run_values(source, run, config.paths.log_file,
+                                       log_start, summary)},
+          run_provenance.model_artifact_id(run))
     except Exception:  # pylint: disable=broad-except
       # The run's outcome stands; the log says what could not be recorded.
       logging.exception('Could not attach the run\'s provenance to ML '

@@ -15,6 +15,7 @@ setuptools.setup(
     packages=setuptools.find_packages(
         include=['data', 'data.*', 'models', 'models.*', 'pipeline',
                  'pipeline.*', 'preprocessing', 'preprocessing.*', 'serving',
+                 'lineage', 'lineage.*',
                  'serving.*']),
     py_modules=['cli', 'kubeflow_runner', 'local_runner'],
     # Dependencies are pinned in requirements.lock and installed from it.

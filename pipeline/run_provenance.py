@@ -14,13 +14,24 @@ and reproduced from the store alone:
   repairml_lock_sha256    the hash of requirements.lock
   repairml_packages       JSON {package: version} of TFX, TF, TFT, TFMA,
                           TFDV and Beam
+  repairml_data_source    JSON: the source's format and, for files, the root,
+                          the pattern, the spans (top folders) and the number
+                          of files it matched; for BigQuery, the table and
+                          the filter's values
+  repairml_rows           JSON {split: rows}, from StatisticsGen's statistics
   repairml_status         the run only: pushed, not_blessed, data_anomalies,
                           retired or failed
+  repairml_log            the run only: JSON {path, start, end}, the byte
+                          range of the log file the run wrote
+  repairml_metrics        the run only: JSON {macro_f1, baseline_macro_f1},
+                          its test macro F1 and its baseline's, as its
+                          evaluation artifact holds them
 
 It writes to the store only these properties, after the run; nothing reads
 them back to decide anything (they are not part of any cache key).
 """
 
+import glob
 import hashlib
 import importlib.metadata
 import json
@@ -37,6 +48,13 @@ PACKAGES = ('tfx', 'tensorflow', 'tensorflow-transform',
             'apache-beam')
 PREFIX = 'repairml_'
 STATUS = PREFIX + 'status'
+DATA_SOURCE = PREFIX + 'data_source'
+ROWS = PREFIX + 'rows'
+LOG = PREFIX + 'log'
+METRICS = PREFIX + 'metrics'
+# The values that describe the run, not the model it trained or reused.
+RUN_ONLY = (STATUS, LOG, METRICS)
+STATISTICS_FILE = 'FeatureStats.pb'
 RUN_CONTEXT = 'pipeline_run'
 TRAINER = 'Trainer'
 
@@ -44,16 +62,78 @@ TRAINER = 'Trainer'
 def provenance(config: Config, root: str = PROJECT_ROOT,
                lock_file: str = LOCK_FILE) -> Dict[str, Any]:
   """The code, configuration and environment of a run, as property values."""
-  config_json = json.dumps(config.model_dump(mode='json'), sort_keys=True)
-  commit, dirty = _git_state(root)
+  # The file it was read from is not part of the configuration.
+  config_json = json.dumps(
+      config.model_dump(mode='json', exclude={'source_path'}), sort_keys=True)
+  checkout = provenance_of_checkout(root, lock_file)
   return {
-      PREFIX + 'git_commit': commit,
-      PREFIX + 'git_dirty': int(dirty),
+      PREFIX + 'git_commit': checkout['commit'],
+      PREFIX + 'git_dirty': int(checkout['dirty']),
       PREFIX + 'config': config_json,
       PREFIX + 'config_sha256': _sha256(config_json.encode()),
-      PREFIX + 'lock_sha256': (_file_sha256(lock_file)
-                               if os.path.isfile(lock_file) else ''),
+      PREFIX + 'lock_sha256': checkout['lock_sha256'],
       PREFIX + 'packages': json.dumps(package_versions(), sort_keys=True),
+  }
+
+
+def provenance_of_checkout(root: str = PROJECT_ROOT,
+                           lock_file: str = LOCK_FILE) -> Dict[str, Any]:
+  """The commit, dirty flag and lock hash of the code at `root` now."""
+  commit, dirty = _git_state(root)
+  return {'commit': commit, 'dirty': dirty,
+          'lock_sha256': (_file_sha256(lock_file)
+                          if os.path.isfile(lock_file) else '')}
+
+
+def data_source(config: Config) -> Dict[str, Any]:
+  """What the run read: for files, the spans (the pattern's top folders,
+  such as span-3) and the files it matched now, before the run starts."""
+  data = config.data
+  if data.format == 'bigquery':
+    return {'format': data.format, 'table': data.table,
+            'car_model': data.car_model, 'date_from': data.date_from,
+            'date_to': data.date_to, 'sample_fraction': data.sample_fraction}
+  root = os.path.abspath(data.root)
+  files = sorted(glob.glob(os.path.join(root, data.pattern)))
+  spans = sorted({os.path.relpath(path, root).split(os.sep)[0]
+                  for path in files if os.sep in os.path.relpath(path, root)})
+  return {'format': data.format, 'root': root, 'pattern': data.pattern,
+          'spans': spans, 'files': len(files),
+          'sample_fraction': data.sample_fraction}
+
+
+def rows_per_split(statistics) -> Dict[str, int]:
+  """{split: number of examples}, read from a statistics artifact."""
+  # pylint: disable=g-import-not-at-top
+  import tensorflow_data_validation as tfdv
+  from tfx.types import artifact_utils
+  # pylint: enable=g-import-not-at-top
+  rows = {}
+  for split in artifact_utils.decode_split_names(statistics.split_names):
+    path = os.path.join(artifact_utils.get_split_uri([statistics], split),
+                        STATISTICS_FILE)
+    if os.path.isfile(path):
+      rows[split] = sum(d.num_examples for d in
+                        tfdv.load_stats_binary(path).datasets)
+  return rows
+
+
+def run_values(source: Dict[str, Any], run, log_file: str, log_start: int,
+               summary=None) -> Dict[str, Any]:
+  """The data source, the rows of the run's statistics, its log range and
+  (from its RunSummary) its test macro F1 and the baseline's."""
+  statistics = run.output('StatisticsGen', 'statistics') if run else None
+  rows = rows_per_split(statistics) if statistics is not None else {}
+  log_end = os.path.getsize(log_file) if os.path.isfile(log_file) else 0
+  candidate = (summary.metrics or {}) if summary else {}
+  baseline = (summary.baseline_metrics or {}) if summary else {}
+  return {
+      METRICS: json.dumps({'macro_f1': candidate.get('macro_f1'),
+                           'baseline_macro_f1': baseline.get('macro_f1')}),
+      DATA_SOURCE: json.dumps(source, sort_keys=True),
+      ROWS: json.dumps(rows, sort_keys=True),
+      LOG: json.dumps({'path': os.path.abspath(log_file), 'start': log_start,
+                       'end': log_end}),
   }
 
 
@@ -107,7 +187,8 @@ def record(store, run_id: str, status: str, values: Dict[str, Any],
     (artifact,) = store.get_artifacts_by_id([model_artifact_id])
     if read(artifact.custom_properties):
       return        # a model from the cache keeps the run that made it
-    _set(artifact.custom_properties, values)
+    _set(artifact.custom_properties,
+         {k: v for k, v in values.items() if k not in RUN_ONLY})
     store.put_artifacts([artifact])
 
 
@@ -117,6 +198,11 @@ def read(properties) -> Dict[str, Any]:
   return {name: getattr(value, value.WhichOneof('value'))
           for name, value in properties.items()
           if name.startswith(PREFIX)}
+
+
+def read_json(values: Dict[str, Any], name: str, default: Any = None) -> Any:
+  """One of the JSON values `read` returned, decoded; `default` if absent."""
+  return json.loads(values[name]) if values.get(name) else default
 
 
 def _set(properties, values: Dict[str, Any]) -> None:

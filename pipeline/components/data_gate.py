@@ -30,6 +30,8 @@ class DataAnomaly:
   split: str
   feature: str
   description: str
+  # TFDV's anomaly type, such as SCHEMA_MISSING_COLUMN.
+  kind: str = ''
 
   def __str__(self):
     return f'[{self.split}] {self.feature}: {self.description}'
@@ -45,15 +47,21 @@ def find_anomalies(anomalies: artifact.Artifact) -> List[DataAnomaly]:
     with tf.io.gfile.GFile(path, 'rb') as f:
       report.ParseFromString(f.read())
     for feature, info in report.anomaly_info.items():
-      found.append(DataAnomaly(split, feature, _describe(info)))
+      found.append(DataAnomaly(split, feature, _describe(info), _kind(info)))
     if report.HasField('dataset_anomaly_info'):
-      found.append(DataAnomaly(split, DATASET_LEVEL,
-                               _describe(report.dataset_anomaly_info)))
+      info = report.dataset_anomaly_info
+      found.append(DataAnomaly(split, DATASET_LEVEL, _describe(info),
+                               _kind(info)))
   return sorted(found, key=lambda a: (a.feature, a.split))
 
 
 def _describe(info: anomalies_pb2.AnomalyInfo) -> str:
   return info.description or info.short_description
+
+
+def _kind(info: anomalies_pb2.AnomalyInfo) -> str:
+  return (anomalies_pb2.AnomalyInfo.Type.Name(info.reason[0].type)
+          if info.reason else '')
 
 
 def anomaly_report(found: List[DataAnomaly]) -> str:

@@ -1,6 +1,6 @@
 """End to end: the real local pipeline on a small generated data set.
 
-One module-scoped workspace runs the pipeline several times, as a user would:
+One workspace (conftest.py) runs the pipeline several times, as a user would:
 a first run that pushes, an identical rerun served from TFX's cache, a run on
 corrupted data that the gate stops, and a run with a deliberately weakened
 model that must not replace the pushed one.
@@ -10,72 +10,17 @@ import json
 import os
 
 import pyarrow
-import pyarrow.parquet
 import pytest
 import tensorflow as tf
-import yaml
+from pipeline_runs import ALL_COMPONENTS, versions, write_config
 
 import local_runner
-from data.generator import generate_sessions, write_spans
+from data.generator import generate_sessions
 from models import export
 from pipeline.components.example_gen import row_to_example
 from pipeline.config import load_config
 
 pytestmark = pytest.mark.slow
-
-ALL_COMPONENTS = {
-    'FileBasedExampleGen', 'CuratedSchema', 'StatisticsGen', 'ProposedSchema',
-    'ExampleValidator', 'DataGate', 'Transform', 'Tuner', 'Trainer',
-    'LatestBlessedModel', 'Evaluator', 'Pusher'
-}
-
-
-def _write_config(workspace, name: str, data_root: str, **overrides) -> str:
-  with open('configs/local.yaml', encoding='utf-8') as f:
-    raw = yaml.safe_load(f)
-  raw['data']['root'] = data_root
-  raw['paths'] = {
-      'pipeline_root': str(workspace / 'pipeline'),
-      'metadata': str(workspace / 'metadata.sqlite'),
-      'serving_dir': str(workspace / 'serving'),
-      'log_file': str(workspace / 'logs' / f'{name}.log'),
-  }
-  raw['training'].update(train_steps=150, eval_steps=5, batch_size=64)
-  raw['tuning'].update(max_trials=1, steps_per_trial=20)
-  # Real floors: this small run's model reaches a test macro F1 of about
-  # 0.40 (the default run's: 0.57), and its one slice of 100+ test sessions
-  # about 0.38.
-  raw['evaluation'].update(macro_f1_lower_bound=0.3, slice_macro_f1_floor=0.25,
-                           min_slice_examples=100)
-  for section, values in overrides.items():
-    if isinstance(values, dict):
-      raw[section].update(values)
-    else:
-      raw[section] = values
-  path = workspace / f'{name}.yaml'
-  path.write_text(yaml.safe_dump(raw), encoding='utf-8')
-  return str(path)
-
-
-def _versions(serving_dir: str):
-  return sorted(name for name in os.listdir(serving_dir) if name.isdigit())
-
-
-@pytest.fixture(scope='module')
-def workspace(tmp_path_factory):
-  root = tmp_path_factory.mktemp('e2e')
-  write_spans(generate_sessions(3000, seed=5, spans=2), root / 'sessions')
-  return root
-
-
-@pytest.fixture(scope='module')
-def first_run(workspace):
-  config = load_config(_write_config(workspace, 'first',
-                                     str(workspace / 'sessions')))
-  summary_path = str(workspace / 'first_summary.json')
-  summary = local_runner.run_pipeline(config, summary_path)
-  return config, summary, summary_path
-
 
 def test_first_run_pushes_a_model_that_loads_and_predicts(first_run, workspace):
   config, summary, summary_path = first_run
@@ -104,7 +49,7 @@ def test_first_run_pushes_a_model_that_loads_and_predicts(first_run, workspace):
     assert key in written
   assert written['status'] == 'pushed'
 
-  (version,) = _versions(config.paths.serving_dir)
+  (version,) = versions(config.paths.serving_dir)
   assert summary.pushed_model_dir == os.path.join(config.paths.serving_dir,
                                                   version)
   model = tf.saved_model.load(summary.pushed_model_dir)
@@ -161,8 +106,16 @@ def test_the_run_and_its_model_record_code_configuration_and_outcome(
   assert on_run['repairml_config_sha256'] == expected['repairml_config_sha256']
   assert on_run['repairml_git_commit'] == expected['repairml_git_commit']
   assert on_run['repairml_lock_sha256'] == expected['repairml_lock_sha256']
-  assert {k: v for k, v in on_run.items() if k != 'repairml_status'} == (
-      on_model)
+  source = json.loads(on_run['repairml_data_source'])
+  assert source['spans'] == ['span-0', 'span-1']
+  assert source['files'] == 2 and source['pattern'] == config.data.pattern
+  rows = json.loads(on_run['repairml_rows'])
+  assert set(rows) == {'train', 'eval', 'test'}
+  assert sum(rows.values()) == 3000
+  assert json.loads(on_run['repairml_metrics'])['macro_f1'] == pytest.approx(
+      summary.metrics['macro_f1'])
+  assert {k: v for k, v in on_run.items()
+          if k not in run_provenance.RUN_ONLY} == on_model
 
 
 def _blessing(config, summary):
@@ -202,7 +155,7 @@ def test_identical_reruns_reuse_the_evaluation_that_blessed_the_model(
   assert second.blessing_failures == []
   # The same model is not pushed again as a new version.
   assert second.pushed_model_dir == first.pushed_model_dir
-  assert len(_versions(config.paths.serving_dir)) == 1
+  assert len(versions(config.paths.serving_dir)) == 1
 
   third = local_runner.run_pipeline(config)
 
@@ -213,44 +166,30 @@ def test_identical_reruns_reuse_the_evaluation_that_blessed_the_model(
       evaluator.REPEATS_BLESSING_PROPERTY) == repeated.id
   assert third.metrics == first.metrics
   assert third.pushed_model_dir == first.pushed_model_dir
-  assert len(_versions(config.paths.serving_dir)) == 1
+  assert len(versions(config.paths.serving_dir)) == 1
 
 
-def test_corrupted_data_stops_at_the_gate_and_pushes_nothing(
-    first_run, workspace):
-  config, _, _ = first_run
-  before = _versions(config.paths.serving_dir)
-  corrupted = generate_sessions(600, seed=6)
-  corrupted['country'] = 'XX'          # an unseen category flood
-  corrupted = corrupted.drop(columns=['engine_type'])  # a missing column
-  os.makedirs(workspace / 'corrupted' / 'span-0')
-  pyarrow.parquet.write_table(
-      pyarrow.Table.from_pandas(corrupted, preserve_index=False),
-      workspace / 'corrupted' / 'span-0' / 'sessions.parquet')
-  config_path = _write_config(workspace, 'corrupted',
-                              str(workspace / 'corrupted'))
-
-  exit_code = local_runner.main(['--config', config_path, '--summary',
-                                 str(workspace / 'corrupted_summary.json')])
-
+def test_corrupted_data_stops_at_the_gate_and_pushes_nothing(anomaly_run):
+  exit_code, summary_path, config_path = anomaly_run
   assert exit_code == 4
-  with open(workspace / 'corrupted_summary.json', encoding='utf-8') as f:
+  with open(summary_path, encoding='utf-8') as f:
     summary = json.load(f)
   assert summary['status'] == 'data_anomalies'
   flagged = {anomaly['feature'] for anomaly in summary['anomalies']}
   assert {'country', 'engine_type'} <= flagged
   assert 'Transform' not in summary['component_seconds']
   assert summary['pushed_model_dir'] is None
-  assert _versions(config.paths.serving_dir) == before
+  config = load_config(config_path)
+  assert len(versions(config.paths.serving_dir)) == 1
 
 
 def test_a_model_worse_than_the_baseline_is_not_blessed_or_pushed(
     first_run, workspace):
   config, first, _ = first_run
-  before = _versions(config.paths.serving_dir)
+  before = versions(config.paths.serving_dir)
   # With the country alone the model cannot tell repairs apart: it falls to
   # base rates, recommends nothing, and its macro F1 drops to zero.
-  weakened = _write_config(
+  weakened = write_config(
       workspace, 'weakened', str(workspace / 'sessions'),
       features={'numeric': [], 'categorical': ['country'], 'multivalent': [],
                 'crosses': []},
@@ -265,7 +204,7 @@ def test_a_model_worse_than_the_baseline_is_not_blessed_or_pushed(
   assert summary.baseline_metrics['macro_f1'] == pytest.approx(
       first.metrics['macro_f1'])
   assert summary.pushed_model_dir is None
-  assert _versions(config.paths.serving_dir) == before
+  assert versions(config.paths.serving_dir) == before
   assert any(failure.startswith('overall: macro_f1 changed by')
              for failure in summary.blessing_failures)
 
@@ -273,11 +212,11 @@ def test_a_model_worse_than_the_baseline_is_not_blessed_or_pushed(
 def test_a_slice_below_the_fairness_floor_withholds_the_push(
     first_run, workspace):
   config, first, _ = first_run
-  before = _versions(config.paths.serving_dir)
+  before = versions(config.paths.serving_dir)
   # The first run's model, judged again: no slice of 100+ sessions reaches a
   # macro F1 of 0.99, while the overall rules (floor 0, same as the baseline)
   # still pass. Only the Evaluator and the Pusher run again.
-  strict = _write_config(
+  strict = write_config(
       workspace, 'strict', str(workspace / 'sessions'),
       evaluation={'slice_macro_f1_floor': 0.99, 'min_slice_examples': 100})
 
@@ -291,38 +230,11 @@ def test_a_slice_below_the_fairness_floor_withholds_the_push(
     assert slice_label != 'overall'
     assert summary.metrics['slices'][slice_label]['example_count'] >= 100
     assert 'below the slice floor' in failure
-  assert _versions(config.paths.serving_dir) == before
-
-
-# Two runs agree within this much (see BENCHMARKS.md, "Determinism").
-SAME_SEED_TOLERANCE = 1e-6
-
-
-def test_same_configuration_data_and_seed_give_the_same_model(
-    first_run, workspace):
-  _, first, _ = first_run
-  # A second, independent run: its own pipeline root, metadata and serving
-  # directory, so nothing comes from the first run's cache.
-  twin = workspace / 'twin'
-  twin_config = _write_config(
-      workspace, 'twin', str(workspace / 'sessions'),
-      paths={'pipeline_root': str(twin / 'pipeline'),
-             'metadata': str(twin / 'metadata.sqlite'),
-             'serving_dir': str(twin / 'serving')})
-
-  summary = local_runner.run_pipeline(load_config(twin_config))
-
-  assert summary.status == 'pushed', summary.error
-  assert summary.cached_components == []
-  for name in ('macro_f1', 'micro_f1', 'macro_auc', 'macro_pr_auc'):
-    assert summary.metrics[name] == pytest.approx(
-        first.metrics[name], abs=SAME_SEED_TOLERANCE), name
-  assert export.load_thresholds(summary.pushed_model_dir) == pytest.approx(
-      export.load_thresholds(first.pushed_model_dir), abs=SAME_SEED_TOLERANCE)
+  assert versions(config.paths.serving_dir) == before
 
 
 def test_missing_data_is_a_clear_error_before_anything_runs(workspace, capsys):
-  config_path = _write_config(workspace, 'nodata', str(workspace / 'nowhere'))
+  config_path = write_config(workspace, 'nodata', str(workspace / 'nowhere'))
   assert local_runner.main(['--config', config_path]) == 2
   err = capsys.readouterr().err
   assert 'no files match' in err and 'nowhere' in err

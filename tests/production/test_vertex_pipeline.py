@@ -436,6 +436,13 @@ def test_submit_sends_the_compiled_job_with_its_parameters_and_labels(
   assert resource['labels']['image-tag'] == TAG
   assert re.fullmatch(r'[0-9a-f]{12}', resource['labels']['git-commit'])
   assert resource['labels']['tfx_runner'] == 'kubeflow_v2'
+  # The hashes `repairml lineage --vertex` shows, as a local run records them.
+  from pipeline import run_provenance  # pylint: disable=g-import-not-at-top
+  recorded_hashes = run_provenance.provenance(load_config(VERTEX_CONFIG))
+  assert resource['labels']['config-sha256'] == recorded_hashes[
+      'repairml_config_sha256'][:32]
+  assert resource['labels']['lock-sha256'] == recorded_hashes[
+      'repairml_lock_sha256'][:32]
   assert job.project == 'my-gcp-project'
   assert job.location == 'europe-west4'
   # --no-cache turns caching off in every task.

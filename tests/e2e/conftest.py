@@ -1,0 +1,42 @@
+"""The end-to-end workspace, shared by the pipeline and the lineage tests.
+
+It is built on first use: 3,000 generated sessions in two spans, a first run
+that pushes, and a run on corrupted data that the data gate stops. Further
+runs are the tests' own.
+"""
+
+import pytest
+from pipeline_runs import write_config, write_corrupted_sessions
+
+import local_runner
+from data.generator import generate_sessions, write_spans
+from pipeline.config import load_config
+
+
+@pytest.fixture(scope='session')
+def workspace(tmp_path_factory):
+  root = tmp_path_factory.mktemp('e2e')
+  write_spans(generate_sessions(3000, seed=5, spans=2), root / 'sessions')
+  return root
+
+
+@pytest.fixture(scope='session')
+def first_run(workspace):
+  """(config, RunSummary, summary path) of a first run, which pushes."""
+  config = load_config(write_config(workspace, 'first',
+                                    str(workspace / 'sessions')))
+  summary_path = str(workspace / 'first_summary.json')
+  summary = local_runner.run_pipeline(config, summary_path)
+  return config, summary, summary_path
+
+
+@pytest.fixture(scope='session')
+def anomaly_run(first_run, workspace):
+  """(exit code, summary path, config path) of a run on corrupted data,
+  after the first run."""
+  config_path = write_config(
+      workspace, 'corrupted', write_corrupted_sessions(workspace / 'corrupted'))
+  summary_path = str(workspace / 'corrupted_summary.json')
+  exit_code = local_runner.main(['--config', config_path, '--summary',
+                                 summary_path])
+  return exit_code, summary_path, config_path
