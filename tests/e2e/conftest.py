@@ -1,12 +1,13 @@
 """The end-to-end workspace, shared by the pipeline and the lineage tests.
 
 It is built on first use: 3,000 generated sessions in two spans, a first run
-that pushes, and a run on corrupted data that the data gate stops. Further
-runs are the tests' own.
+that pushes, a run on corrupted data that the data gate stops, a run with one
+configuration key changed and one forced not to bless. Further runs are the
+tests' own.
 """
 
 import pytest
-from pipeline_runs import write_config, write_corrupted_sessions
+from pipeline_runs import CHANGED_KEY, write_config, write_corrupted_sessions
 
 import local_runner
 from data.generator import generate_sessions, write_spans
@@ -40,3 +41,23 @@ def anomaly_run(first_run, workspace):
   exit_code = local_runner.main(['--config', config_path, '--summary',
                                  summary_path])
   return exit_code, summary_path, config_path
+
+
+@pytest.fixture(scope='session')
+def changed_key_run(first_run, workspace):
+  """The first run's configuration with one key changed."""
+  section, key = CHANGED_KEY.split('.')
+  path = write_config(workspace, 'changed', str(workspace / 'sessions'),
+                      log_name='first', **{section: {key: 0.02}})
+  return path, local_runner.run_pipeline(load_config(path))
+
+
+@pytest.fixture(scope='session')
+def unblessable_run(first_run, workspace):
+  """The first run's model judged against floors it cannot reach: overall
+  and on every slice of 100+ test sessions."""
+  path = write_config(workspace, 'unblessable', str(workspace / 'sessions'),
+                      log_name='first',
+                      evaluation={'macro_f1_lower_bound': 0.99,
+                                  'slice_macro_f1_floor': 0.99})
+  return path, local_runner.run_pipeline(load_config(path))

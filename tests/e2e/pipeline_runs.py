@@ -12,6 +12,9 @@ import yaml
 
 from data.generator import generate_sessions
 
+# The one key of the first run's configuration that changed_key_run changes
+# (from 0.01 to 0.02).
+CHANGED_KEY = 'evaluation.max_macro_f1_drop'
 ALL_COMPONENTS = {
     'FileBasedExampleGen', 'CuratedSchema', 'StatisticsGen', 'ProposedSchema',
     'ExampleValidator', 'DataGate', 'Transform', 'Tuner', 'Trainer',

@@ -1,8 +1,8 @@
 """End to end: the lineage commands over the real runs of the e2e workspace.
 
-Besides the workspace's first run (pushes) and its corrupted-data run (the
-gate stops it), two more runs: one with one configuration key changed, and
-one forced not to bless. Every command is the real `repairml` command, in
+The workspace's runs (conftest.py): a first run that pushes, a run the data
+gate stops, one with one configuration key changed, and one forced not to
+bless; and here, one that fails. Every command is the real `repairml` command, in
 this process, reading the real ML Metadata store; the store's checksum is
 the same before and after each read.
 """
@@ -13,7 +13,7 @@ import os
 import subprocess
 
 import pytest
-from pipeline_runs import versions, write_config
+from pipeline_runs import CHANGED_KEY, versions, write_config
 
 import cli
 import local_runner
@@ -26,26 +26,6 @@ pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
-CHANGED_KEY = 'evaluation.max_macro_f1_drop'
-
-
-@pytest.fixture(scope='module')
-def changed_key_run(first_run, workspace):
-  """The first run's configuration with one key changed."""
-  path = write_config(workspace, 'changed', str(workspace / 'sessions'),
-                      log_name='first', evaluation={'max_macro_f1_drop': 0.02})
-  return path, local_runner.run_pipeline(load_config(path))
-
-
-@pytest.fixture(scope='module')
-def unblessable_run(first_run, workspace):
-  """The first run's model judged against floors it cannot reach: overall
-  and on every slice of 100+ test sessions."""
-  path = write_config(workspace, 'unblessable', str(workspace / 'sessions'),
-                      log_name='first',
-                      evaluation={'macro_f1_lower_bound': 0.99,
-                                  'slice_macro_f1_floor': 0.99})
-  return path, local_runner.run_pipeline(load_config(path))
 
 
 def store_checksum(config) -> str:
@@ -225,6 +205,24 @@ def test_why_explains_the_run_the_data_gate_stopped(capfd, anomaly_run):
   assert 'restore it in the source' in by_feature['engine_type']['what_to_do']
   assert by_feature['country']['kind'] == 'ENUM_TYPE_UNEXPECTED_STRING_VALUES'
   assert {a['split'] for a in why['anomalies']} <= {'train', 'eval', 'test'}
+
+
+def test_why_names_the_failed_step_and_its_last_error_lines(capfd, first_run,
+                                                           workspace):
+  broken = workspace / 'broken' / 'span-0'
+  broken.mkdir(parents=True)
+  (broken / 'sessions.parquet').write_bytes(b'these bytes are not parquet')
+  path = write_config(workspace, 'broken', str(workspace / 'broken'))
+  summary = local_runner.run_pipeline(load_config(path))
+  assert summary.status == 'failed'
+
+  code, found = repairml(capfd, path, 'why', summary.run_id)
+
+  assert code == 0
+  assert found['status'] == 'failed'
+  assert found['failed_step'] == 'FileBasedExampleGen'
+  assert found['log'] and found['log'][0].startswith('Traceback')
+  assert any('parquet' in line.lower() for line in found['log']), found['log']
 
 
 def test_unknown_runs_and_models_are_clear_errors(capfd, first_run,
