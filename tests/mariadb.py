@@ -92,7 +92,7 @@ class MariaDbServer:
   def __exit__(self, *exc_info) -> None:
     self.stop()
 
-  # --- Starting ----------------------------------------------------------------
+  # --- Starting -------------------------------------------------------------
 
   def start(self) -> 'MariaDbServer':
     """Initializes the data directory, starts mariadbd and waits until it
@@ -167,7 +167,7 @@ class MariaDbServer:
     except FileNotFoundError:
       return '(no log written)'
 
-  # --- Using ---------------------------------------------------------------------
+  # --- Using ----------------------------------------------------------------
 
   def connect_as_root(self, database: Optional[str] = None,
                       tcp: bool = False) -> pymysql.connections.Connection:
@@ -206,7 +206,7 @@ class MariaDbServer:
     finally:
       connection.close()
 
-  # --- Stopping ------------------------------------------------------------------
+  # --- Stopping -------------------------------------------------------------
 
   def stop(self) -> None:
     """Shuts the server down (killing it if it does not stop in time) and
