@@ -36,13 +36,14 @@ PYTHON310 := $(shell \
     ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 2>/dev/null | sort -V | tail -n 1; \
   fi)
 
-.PHONY: help install run data test test-fast lock schema-diff clean image push-image \
-  serving-image push-serving-image
+.PHONY: help install run data test test-fast test-services lock schema-diff clean \
+  image push-image serving-image push-serving-image
 
 help:
 	@echo 'make run                 set up .venv, generate the default data, run the local pipeline'
 	@echo 'make test                set up .venv and run the whole test suite'
 	@echo 'make test-fast           the suite without the slow end-to-end tests'
+	@echo 'make test-services       install what the tests start: MariaDB, headless Chromium'
 	@echo 'make data                generate the default data set if it is missing'
 	@echo 'make schema-diff         diff the schema SchemaGen proposes against schema/schema.pbtxt'
 	@echo 'make lock                re-compile requirements.lock from requirements.in'
@@ -83,11 +84,50 @@ run: data
 	@echo '==> running the pipeline ($(CONFIG))'
 	@$(REPAIRML) run --config $(CONFIG)
 
-test: $(INSTALLED)
+test: $(INSTALLED) test-services
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(INSTALLED)
+test-fast: $(INSTALLED) test-services
 	@$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+# The programs the tests start by themselves, as program:Debian package: a
+# throwaway MariaDB server (tests/mariadb.py) and headless Chromium with its
+# WebDriver (the `browser` fixture in tests/conftest.py). Installed only when
+# one is missing; make never starts a server, the fixtures do.
+TEST_PROGRAMS := mariadbd:mariadb-server mariadb-install-db:mariadb-server \
+  chromium:chromium chromedriver:chromium-driver
+
+test-services:
+	@missing=''; \
+	for entry in $(TEST_PROGRAMS); do \
+	  program="$${entry%%:*}"; package="$${entry#*:}"; \
+	  if ! PATH="$$PATH:/usr/sbin:/usr/local/sbin" command -v "$$program" >/dev/null 2>&1; then \
+	    case " $$missing " in *" $$package "*) ;; *) missing="$$missing $$package";; esac; \
+	  fi; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make test-services: the tests need the Debian packages$$missing, and this machine has no apt-get. Install MariaDB (mariadbd, mariadb-install-db), Chromium and chromedriver with its package manager, then run make again." >&2; \
+	  exit 1; \
+	fi; \
+	sudo=''; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  if ! command -v sudo >/dev/null 2>&1; then \
+	    echo "make test-services: installing$$missing needs root, and sudo is not installed. Run as root: apt-get install --no-install-recommends$$missing" >&2; \
+	    exit 1; \
+	  fi; \
+	  sudo='sudo'; \
+	fi; \
+	echo "==> test-services: installing$$missing (apt-get)"; \
+	log="$$(mktemp)"; \
+	if ! { $$sudo apt-get update -qq && \
+	       $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	         --no-install-recommends $$missing; } >"$$log" 2>&1; then \
+	  cat "$$log" >&2; rm -f "$$log"; \
+	  echo "make test-services: apt-get could not install$$missing (its output is above). Fix the cause, then run make again." >&2; \
+	  exit 1; \
+	fi; \
+	rm -f "$$log"
 
 schema-diff: $(INSTALLED)
 	@$(REPAIRML) schema diff --config $(CONFIG)

@@ -59,14 +59,14 @@ def _run_and_summarize(config, summary_path, terminal, progress, before):
   # pylint: disable=g-import-not-at-top
   from absl import logging
   import ml_metadata as mlmd
-  from tfx.orchestration import metadata
   from tfx.orchestration.local.local_dag_runner import LocalDagRunner
-  from pipeline import run_provenance, run_summary
+  from pipeline import metadata_store, run_provenance, run_summary
   from pipeline.pipeline import create_pipeline
   # pylint: enable=g-import-not-at-top
 
-  os.makedirs(os.path.dirname(config.paths.metadata), exist_ok=True)
-  connection = metadata.sqlite_metadata_connection_config(config.paths.metadata)
+  if config.metadata.mysql is None:  # MLMD makes an SQLite file, not its folder
+    os.makedirs(os.path.dirname(config.paths.metadata), exist_ok=True)
+  connection = metadata_store.connection_config(config)
   tfx_pipeline = create_pipeline(config, metadata_connection_config=connection)
   started_ms = int(time.time() * 1000)
   error = None

@@ -207,6 +207,72 @@ class Paths(_Section):
   log_file: str = 'runs/logs/repairml.log'
 
 
+class MySqlStore(_Section):
+  """ML Metadata on a shared MySQL or MariaDB server. The passwords come from
+  the environment, never from the file: the writer's (`repairml run`) from
+  password_env, the reader's (the read-only metadata commands) from
+  reader_password_env."""
+  host: str = Field('127.0.0.1', min_length=1)
+  port: int = Field(3306, ge=1, le=65535)
+  database: str = Field(min_length=1)
+  user: str = Field(min_length=1)
+  password_env: str = 'REPAIRML_METADATA_PASSWORD'
+  # The read-only commands connect as this user ('' = as user).
+  reader_user: str = ''
+  reader_password_env: str = 'REPAIRML_METADATA_READER_PASSWORD'
+
+  @field_validator('database')
+  @classmethod
+  def _plain_database_name(cls, database: str) -> str:
+    # MLMD puts the name into its SQL unquoted (CREATE DATABASE, USE).
+    if not re.fullmatch(r'[A-Za-z0-9_]+', database):
+      raise ValueError('use letters, digits and underscores only, got '
+                       f'{database!r}.')
+    return database
+
+  @field_validator('password_env', 'reader_password_env')
+  @classmethod
+  def _environment_variable_name(cls, name: str) -> str:
+    if not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', name):
+      raise ValueError('must be the name of an environment variable '
+                       '(letters, digits and underscores, not starting with '
+                       f'a digit), got {name!r}.')
+    return name
+
+
+class Metadata(_Section):
+  """Where ML Metadata lives: SQLite at paths.metadata, unless mysql is set."""
+  mysql: Optional[MySqlStore] = None
+
+  @model_validator(mode='before')
+  @classmethod
+  def _no_password_in_the_file(cls, keys: Any) -> Any:
+    key = _password_key(keys)
+    if key is not None:
+      variable = ('reader_password_env' if 'reader' in key[-1] else
+                  'password_env')
+      default = MySqlStore.model_fields[variable].default
+      raise _Invalid(key, 'passwords are never read from the file: put it in '
+                     f'the environment variable named by {variable} (by '
+                     f'default {default}), and remove this key.')
+    return keys
+
+
+def _password_key(keys: Any, key: Key = ()) -> Optional[Key]:
+  """Where a mapping, at any depth, holds a password itself (a key with
+  'password' in its name that is not the name of a variable), or None."""
+  if not isinstance(keys, dict):
+    return None
+  for name, value in keys.items():
+    if (isinstance(name, str) and 'password' in name and
+        not name.endswith('_env')):
+      return key + (name,)
+    found = _password_key(value, key + (name,))
+    if found is not None:
+      return found
+  return None
+
+
 class RequestLog(_Section):
   """The online server's request log, which monitoring reads."""
   # The share of requests logged (all of their sessions), 0..1.
@@ -360,6 +426,7 @@ class Config(_Section):
   training: Training = Field(default_factory=Training)
   tuning: Tuning = Field(default_factory=Tuning)
   paths: Paths = Field(default_factory=Paths)
+  metadata: Metadata = Field(default_factory=Metadata)
   serving: Serving = Field(default_factory=Serving)
   beam_args: List[Annotated[str, AfterValidator(_beam_argument)]] = Field(
       default_factory=list)

@@ -6,6 +6,12 @@ exported with per-label thresholds), as the Pusher would push it; and the
 same model exported with other thresholds (`other_export_dir`), whose
 `recommended` outputs differ. Built once
 per session; the model tests check the export, the serving tests serve it.
+
+`mariadb`: a throwaway MariaDB server (tests/mariadb.py), started on first
+use and shut down at the end of the session. `browser`: headless Chromium
+driven by selenium (tests/chromium.py; `chromium.save_screenshot(browser,
+name)` keeps a page in test-artifacts/screenshots/). Both fail, not skip, when
+`make test-services` has not installed their programs.
 """
 
 import collections
@@ -32,6 +38,10 @@ from pipeline.components.example_gen import row_to_example
 from pipeline.config import load_config
 from pipeline.settings import model_settings
 from preprocessing.transform import preprocessing_fn
+
+# tests/chromium.py and tests/mariadb.py (pytest puts this folder on sys.path).
+import chromium
+from mariadb import MariaDbServer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LABEL = 'repair_labels'
@@ -128,3 +138,22 @@ def exported_model(tmp_path_factory) -> ExportedModel:
   shutil.rmtree(work_dir)
   return ExportedModel(export_dir, model, session_rows(6, seed=9),
                        THRESHOLDS, config, other_export_dir)
+
+
+@pytest.fixture(scope='session')
+def mariadb(tmp_path_factory) -> MariaDbServer:
+  """A MariaDB server of the tests' own on 127.0.0.1, with a database, a
+  writer and a reader (random passwords); `mariadb.create_database(name)`
+  makes another one for a test that needs it empty."""
+  with MariaDbServer(str(tmp_path_factory.mktemp('mariadb'))) as server:
+    yield server
+
+
+@pytest.fixture(scope='session')
+def browser():
+  """Headless Chromium (selenium's Chrome driver), quit at the end."""
+  driver = chromium.start_browser()
+  try:
+    yield driver
+  finally:
+    driver.quit()

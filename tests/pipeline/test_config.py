@@ -314,6 +314,107 @@ def test_a_loaded_configuration_cannot_be_changed_in_place():
       1, 2000)
 
 
+# --- metadata: where ML Metadata lives -----------------------------------------
+
+def _with_mysql(**keys):
+  mysql = {'database': 'repairml_metadata', 'user': 'repairml', **keys}
+  return lambda raw: raw.update(metadata={'mysql': mysql})
+
+
+def test_without_a_metadata_section_the_store_is_sqlite_at_paths_metadata():
+  config = load_config(str(LOCAL_YAML))
+
+  assert config.metadata.mysql is None
+  assert config.paths.metadata.endswith(os.path.join('runs',
+                                                     'metadata.sqlite'))
+
+
+def test_a_mysql_store_takes_its_defaults(tmp_path, local_raw):
+  config = load_config(str(_write(tmp_path, _modified(local_raw,
+                                                      _with_mysql()))))
+
+  mysql = config.metadata.mysql
+  assert (mysql.host, mysql.port, mysql.database, mysql.user) == (
+      '127.0.0.1', 3306, 'repairml_metadata', 'repairml')
+  assert mysql.password_env == 'REPAIRML_METADATA_PASSWORD'
+  assert mysql.reader_user == ''
+  assert mysql.reader_password_env == 'REPAIRML_METADATA_READER_PASSWORD'
+
+
+def test_the_commented_metadata_example_in_local_yaml_is_valid(tmp_path,
+                                                               local_raw):
+  lines = LOCAL_YAML.read_text(encoding='utf-8').splitlines()
+  start = lines.index('# metadata:')
+  example = []
+  for line in lines[start:]:
+    if not line.startswith('#'):
+      break
+    example.append(line[2:])
+  raw = _modified(local_raw,
+                  lambda raw: raw.update(yaml.safe_load('\n'.join(example))))
+
+  mysql = load_config(str(_write(tmp_path, raw))).metadata.mysql
+
+  assert (mysql.host, mysql.port, mysql.database) == ('127.0.0.1', 3306,
+                                                      'repairml_metadata')
+  assert (mysql.user, mysql.reader_user) == ('repairml', 'repairml_reader')
+
+
+METADATA_INVALID = {
+    # name: (change, fragments the message must hold)
+    'password_in_mysql': (
+        _with_mysql(password='s3cret-in-the-file'),
+        ['metadata.mysql.password: passwords are never read from the file: '
+         'put it in the environment variable named by password_env',
+         'REPAIRML_METADATA_PASSWORD']),
+    'password_beside_mysql': (
+        lambda raw: raw.update(metadata={
+            'mysql': {'database': 'm', 'user': 'u'},
+            'password': 's3cret-in-the-file'}),
+        ['metadata.password: passwords are never read from the file',
+         'password_env']),
+    'reader_password_in_mysql': (
+        _with_mysql(reader_user='reader', reader_password='s3cret-in-the-file'),
+        ['metadata.mysql.reader_password: passwords are never read',
+         'reader_password_env', 'REPAIRML_METADATA_READER_PASSWORD']),
+    'port_zero': (_with_mysql(port=0), ['metadata.mysql.port',
+                                         '[1, 65535]', 'got 0']),
+    'port_above_the_range': (_with_mysql(port=65536),
+                             ['metadata.mysql.port', 'got 65536']),
+    'port_as_a_string': (_with_mysql(port='3306'),
+                         ['metadata.mysql.port', 'integer', "'3306'"]),
+    'no_database': (
+        lambda raw: raw.update(metadata={'mysql': {'user': 'repairml'}}),
+        ['metadata.mysql.database: required key is missing']),
+    'empty_database': (_with_mysql(database=''),
+                       ['metadata.mysql.database', 'must not be empty']),
+    'database_that_sql_would_misread': (
+        _with_mysql(database='repairml-metadata; DROP'),
+        ['metadata.mysql.database', 'underscores', "'repairml-metadata; DROP'"]),
+    'no_user': (
+        lambda raw: raw.update(metadata={'mysql': {'database': 'm'}}),
+        ['metadata.mysql.user: required key is missing']),
+    'password_env_that_is_no_variable_name': (
+        _with_mysql(password_env='MY PASSWORD'),
+        ['metadata.mysql.password_env', 'environment variable',
+         "'MY PASSWORD'"]),
+    'typo_in_a_mysql_key': (
+        _with_mysql(hostname='db.example'),
+        ['metadata.mysql.hostname: unknown key', 'reader_user']),
+    'mysql_not_a_mapping': (
+        lambda raw: raw.update(metadata={'mysql': 'db.example:3306'}),
+        ['metadata.mysql', 'mapping']),
+}
+
+
+@pytest.mark.parametrize('case', sorted(METADATA_INVALID))
+def test_invalid_metadata_section_names_file_and_key(tmp_path, local_raw,
+                                                     case):
+  change, fragments = METADATA_INVALID[case]
+  message = _expect_error(tmp_path, _modified(local_raw, change), *fragments)
+  assert 's3cret-in-the-file' not in message
+
+
 # --- configs/vertex.yaml -------------------------------------------------------
 
 VERTEX_YAML = PROJECT_ROOT / 'configs' / 'vertex.yaml'
