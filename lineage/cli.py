@@ -51,8 +51,10 @@ def parse(command: str, argv: List[str]) -> argparse.Namespace:
       'lineage': 'The provenance card of a model: MODEL is latest, a serving '
                  'version (N or version:N), artifact:ID (a Model artifact '
                  'id) or a run id.',
-      'why': 'Why a run ended as it did (RUN: a run id or latest).',
-      'diff': 'What changed between two runs.',
+      'why': 'Why a run ended as it did (RUN: a run id, latest, or '
+             'latest~N, N runs before the latest).',
+      'diff': 'What changed between two runs (a run id, latest or '
+              'latest~N each), e.g. diff latest~1 latest.',
       'reproduce': 'Run a recorded run again in a root of its own and compare '
                    'its metrics with the recorded ones.',
       'ui': 'A read-only web UI over the store, on 127.0.0.1.',
@@ -137,7 +139,8 @@ def _stdout_to_stderr():
   saved = os.dup(1)
   os.dup2(2, 1)
   try:
-    yield
+    with contextlib.redirect_stdout(sys.stderr):   # Python's own prints too
+      yield
   finally:
     sys.stdout.flush()
     os.dup2(saved, 1)

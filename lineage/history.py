@@ -209,13 +209,20 @@ class History:
         steps=steps, recorded=run_provenance.read(context.custom_properties))
 
   def run(self, run_id: str) -> Run:
-    """The run named `run_id`, or the newest for 'latest'."""
+    """The run named `run_id`; 'latest' is the newest, 'latest~N' the one
+    N runs before it."""
     runs = self.runs()
     if not runs:
       raise NotFound(f'no runs of pipeline {self.pipeline_name!r} in the '
                      'store yet: run the pipeline first (`repairml run`).')
     if run_id == LATEST:
       return runs[0]
+    back = run_id[len(LATEST) + 1:] if run_id.startswith(LATEST + '~') else ''
+    if back.isdigit():
+      if int(back) >= len(runs):
+        raise NotFound(f'{run_id}: the store holds only {len(runs)} runs of '
+                       f'pipeline {self.pipeline_name!r}.')
+      return runs[int(back)]
     for run in runs:
       if run.run_id == run_id:
         return run

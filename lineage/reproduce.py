@@ -97,6 +97,7 @@ def reproduction_config(run: Run, root: str) -> Config:
   """The recorded configuration, writing everything under `root`."""
   raw = dict(run.config)
   raw.pop('source_path', None)
+  raw.pop('metadata', None)      # its own SQLite store, never a shared one
   raw['paths'] = {
       'pipeline_root': os.path.join(root, 'pipeline'),
       'metadata': os.path.join(root, 'metadata.sqlite'),

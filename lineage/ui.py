@@ -32,7 +32,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from lineage import blessing, card, diff, overview, why
+from lineage import blessing, card, diff, overview, text, why
 from lineage.history import History, NotFound, Run
 from pipeline.config import Config
 
@@ -108,7 +108,7 @@ def create_app(config: Config, allowed_hosts: List[str]) -> Starlette:
   templates = Jinja2Templates(env=jinja2.Environment(
       loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True))
   templates.env.filters['quote'] = quote
-  templates.env.filters['number'] = _number
+  templates.env.filters['number'] = text.number
   templates.env.filters['when'] = overview.iso_time
 
   def history() -> History:
@@ -206,16 +206,9 @@ def _integer(text: str, what: str) -> int:
   return int(text)
 
 
-def _number(value: Any, digits: int = 4) -> str:
-  if value is None:
-    return '-'
-  if isinstance(value, float):
-    return f'{value:.{digits}f}'
-  return str(value)
-
-
-def hosts_for(host: str, port: int) -> List[str]:
-  """The Host headers a server on host:port answers."""
+def hosts_for(host: str) -> List[str]:
+  """The Host headers (their host part) a server listening on `host`
+  answers."""
   if host in ('127.0.0.1', 'localhost', '::1'):
     return ['127.0.0.1', 'localhost', '[::1]']
   return [host]
@@ -229,7 +222,7 @@ def main(config: Config, host: str, port: int) -> int:
   from pipeline import progress
   # pylint: enable=g-import-not-at-top
   with progress.output_to_log_file(config.paths.log_file) as terminal:
-    app = create_app(config, hosts_for(host, port))
+    app = create_app(config, hosts_for(host))
     terminal.write(f'repairml ui: http://{host}:{port}/ over '
                    f'{config.pipeline_name}\'s store (log: '
                    f'{config.paths.log_file}; Ctrl-C stops)\n')

@@ -74,8 +74,11 @@ def explain(history: History, run_id: str) -> Dict[str, Any]:
   elif status == 'failed':
     step = run.failed_step
     found['failed_step'] = step.node_id if step else None
-    found['error'] = step.error if step else ''
     found['log'] = log_excerpt(run)
+    # TFX records no message for a failed local execution: the log's last
+    # line, the exception, says it.
+    found['error'] = (step.error if step and step.error else
+                      found['log'][-1] if found['log'] else '')
     found['summary'] = (f'{step.node_id} failed.' if step else
                         'The run failed before any component finished.')
   else:

@@ -24,16 +24,14 @@ def _normalized(schema) -> List[str]:
   return text_format.MessageToString(schema).splitlines(keepends=True)
 
 
-def latest_proposed_schema_uri(metadata_path: str, pipeline_name: str) -> str:
-  import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
-  from tfx.orchestration import metadata  # pylint: disable=g-import-not-at-top
-  if not os.path.exists(metadata_path):
-    raise ConfigError(f'no ML Metadata store at {metadata_path}: run the '
-                      'pipeline first (`make run`).')
-  store = mlmd.MetadataStore(
-      metadata.sqlite_metadata_connection_config(metadata_path))
+def latest_proposed_schema_uri(config) -> str:
+  from pipeline import metadata_store  # pylint: disable=g-import-not-at-top
+  try:
+    store = metadata_store.open_store(config, read_only=True)
+  except metadata_store.StoreError as e:
+    raise ConfigError(str(e)) from None
   node = store.get_context_by_type_and_name(
-      'node', f'{pipeline_name}.ProposedSchema')
+      'node', f'{config.pipeline_name}.ProposedSchema')
   artifacts = store.get_artifacts_by_context(node.id) if node else []
   if not artifacts:
     raise ConfigError('no proposed schema recorded yet: run the pipeline '
@@ -48,8 +46,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   args = parser.parse_args(argv)
   try:
     config = load_config(args.config)
-    uri = latest_proposed_schema_uri(config.paths.metadata,
-                                     config.pipeline_name)
+    uri = latest_proposed_schema_uri(config)
   except ConfigError as e:
     print(f'repairml: {e}', file=sys.stderr)
     return 2

@@ -4,11 +4,18 @@ start_browser() drives Debian's chromium through its chromedriver with
 selenium (no browser or driver is downloaded: both come from `make
 test-services`). save_screenshot() keeps what a page looked like in
 test-artifacts/screenshots/, for a person to look at after the run.
+serving() puts the pages to test on a local port.
 """
 
+import contextlib
 import os
 import re
+import threading
+import time
 from pathlib import Path
+from typing import Iterator
+
+import uvicorn
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -20,6 +27,7 @@ CHROMEDRIVER = '/usr/bin/chromedriver'
 _OPTIONS = ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage',
             '--window-size=1400,1000')
 _PAGE_LOAD_SECONDS = 30
+_SERVER_START_SECONDS = 30
 
 
 class BrowserError(RuntimeError):
@@ -56,3 +64,24 @@ def save_screenshot(browser: webdriver.Chrome, name: str) -> Path:
   if not browser.save_screenshot(str(path)):
     raise BrowserError(f'chromium could not save a screenshot to {path}.')
   return path
+
+
+@contextlib.contextmanager
+def serving(app) -> Iterator[str]:
+  """Serves the ASGI `app` with uvicorn in a thread, on a free port of
+  127.0.0.1; yields its base URL (without a trailing slash)."""
+  server = uvicorn.Server(uvicorn.Config(app, host='127.0.0.1', port=0,
+                                         log_level='warning'))
+  thread = threading.Thread(target=server.run, daemon=True)
+  thread.start()
+  deadline = time.monotonic() + _SERVER_START_SECONDS
+  while not server.started:
+    if not thread.is_alive() or time.monotonic() > deadline:
+      raise BrowserError('uvicorn did not start serving the page.')
+    time.sleep(0.02)
+  port = server.servers[0].sockets[0].getsockname()[1]
+  try:
+    yield f'http://127.0.0.1:{port}'
+  finally:
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -1,12 +1,8 @@
 """The `browser` fixture: headless Chromium shows a page that a local
 Starlette app serves on 127.0.0.1, and save_screenshot keeps it as a PNG."""
 
-import socket
-import threading
-import time
 
 import pytest
-import uvicorn
 from selenium.webdriver.common.by import By
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
@@ -35,22 +31,8 @@ def _page(request):
 @pytest.fixture(scope='module')
 def page_url():
   """The page's URL, served by uvicorn in a thread for this module."""
-  with socket.socket() as probe:
-    probe.bind(('127.0.0.1', 0))
-    port = probe.getsockname()[1]
-  server = uvicorn.Server(uvicorn.Config(
-      Starlette(routes=[Route('/', _page)]), host='127.0.0.1', port=port,
-      log_level='warning'))
-  thread = threading.Thread(target=server.run, daemon=True)
-  thread.start()
-  deadline = time.monotonic() + 10
-  while not server.started:
-    assert thread.is_alive() and time.monotonic() < deadline, (
-        'uvicorn did not start')
-    time.sleep(0.02)
-  yield f'http://127.0.0.1:{port}/'
-  server.should_exit = True
-  thread.join(timeout=10)
+  with chromium.serving(Starlette(routes=[Route('/', _page)])) as url:
+    yield url + '/'
 
 
 def test_the_browser_shows_the_served_page_and_its_script_output(browser,

@@ -4,13 +4,17 @@ Every run writes into one workspace (conftest.py): one pipeline root, one
 ML Metadata store and one serving directory, as a user's runs do.
 """
 
+import json
 import os
 
 import pyarrow
 import pyarrow.parquet
 import yaml
 
+import cli
 from data.generator import generate_sessions
+from pipeline import metadata_store
+from pipeline.config import load_config
 
 # The one key of the first run's configuration that changed_key_run changes
 # (from 0.01 to 0.02).
@@ -45,7 +49,7 @@ def write_config(workspace, name: str, data_root: str, log_name: str = '',
                            min_slice_examples=100)
   for section, values in overrides.items():
     if isinstance(values, dict):
-      raw[section].update(values)
+      raw.setdefault(section, {}).update(values)
     else:
       raw[section] = values
   path = workspace / f'{name}.yaml'
@@ -68,3 +72,15 @@ def write_corrupted_sessions(folder) -> str:
       pyarrow.Table.from_pandas(corrupted, preserve_index=False),
       folder / 'span-0' / 'sessions.parquet')
   return str(folder)
+
+
+def repairml(capfd, config_path: str, *args: str):
+  """Runs `repairml ARGS --config PATH --json` in this process; (exit code,
+  the JSON answer or the error text). Fails if the store changed."""
+  config = load_config(config_path)
+  before = metadata_store.checksum(config)
+  capfd.readouterr()
+  code = cli.main([*args, '--config', config_path, '--json'])
+  captured = capfd.readouterr()
+  assert metadata_store.checksum(config) == before, f'{args} wrote to the store'
+  return code, json.loads(captured.out) if code == 0 else captured.err

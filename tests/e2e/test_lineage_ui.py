@@ -10,19 +10,16 @@ screenshot is saved to test-artifacts/screenshots/.
 import hashlib
 import json
 import os
-import socket
-import threading
-import time
 
 import chromium
 import pytest
-import uvicorn
 from pipeline_runs import CHANGED_KEY
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 from starlette.testclient import TestClient
 
 from lineage import ui
+from pipeline import metadata_store
 from pipeline.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -39,27 +36,10 @@ def config(first_run, anomaly_run, changed_key_run, unblessable_run,
 
 @pytest.fixture(scope='module')
 def ui_url(config):
-  with socket.socket() as probe:
-    probe.bind(('127.0.0.1', 0))
-    port = probe.getsockname()[1]
-  server = uvicorn.Server(uvicorn.Config(
-      ui.create_app(config, ui.hosts_for('127.0.0.1', port)),
-      host='127.0.0.1', port=port, log_level='warning'))
-  thread = threading.Thread(target=server.run, daemon=True)
-  thread.start()
-  deadline = time.monotonic() + 30
-  while not server.started:
-    assert thread.is_alive() and time.monotonic() < deadline, (
-        'the UI did not start')
-    time.sleep(0.05)
-  yield f'http://127.0.0.1:{port}'
-  server.should_exit = True
-  thread.join(timeout=10)
-
-
-def _store_checksum(config) -> str:
-  with open(config.paths.metadata, 'rb') as f:
-    return hashlib.sha256(f.read()).hexdigest()
+  """The UI over the workspace's store, as `repairml ui` serves it."""
+  app = ui.create_app(config, ui.hosts_for('127.0.0.1'))
+  with chromium.serving(app) as url:
+    yield url
 
 
 def _rows(browser, table_id):
@@ -74,7 +54,7 @@ def test_from_the_runs_list_to_a_models_provenance(browser, ui_url, config,
   _, first, _ = first_run
   with open(anomaly_run[1], encoding='utf-8') as f:
     anomaly_id = json.load(f)['run_id']
-  before = _store_checksum(config)
+  before = metadata_store.checksum(config)
 
   browser.get(ui_url + '/')
   statuses = {row[0]: row[3] for row in _rows(browser, 'runs')}
@@ -112,7 +92,7 @@ def test_from_the_runs_list_to_a_models_provenance(browser, ui_url, config,
   upstream = ' '.join(' '.join(row) for row in _rows(browser, 'upstream'))
   assert 'TransformGraph' in upstream and 'Schema' in upstream
   chromium.save_screenshot(browser, 'lineage-ui-artifact')
-  assert _store_checksum(config) == before
+  assert metadata_store.checksum(config) == before
 
 
 def test_the_why_table_and_the_diff(browser, ui_url, config, first_run,
@@ -142,7 +122,7 @@ def test_the_why_table_and_the_diff(browser, ui_url, config, first_run,
 
 
 def test_what_it_displays_is_escaped_and_foreign_hosts_are_refused(config):
-  client = TestClient(ui.create_app(config, ui.hosts_for('127.0.0.1', 8080)),
+  client = TestClient(ui.create_app(config, ui.hosts_for('127.0.0.1')),
                       base_url='http://127.0.0.1:8080')
 
   answer = client.get('/why/<script>alert(1)</script>')
