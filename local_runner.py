@@ -42,17 +42,19 @@ def run_pipeline(config: Config, summary_path: Optional[str] = None):
   # pylint: disable=g-import-not-at-top
   from pipeline import run_provenance
   # pylint: enable=g-import-not-at-top
-  # What the run reads and where its log starts, taken before it starts.
-  source = run_provenance.data_source(config)
-  log_start = (os.path.getsize(config.paths.log_file)
-               if os.path.isfile(config.paths.log_file) else 0)
+  # The code and the data the run starts from, and where its log starts:
+  # taken before it starts.
+  before = (run_provenance.provenance(config),
+            run_provenance.data_source(config),
+            os.path.getsize(config.paths.log_file)
+            if os.path.isfile(config.paths.log_file) else 0)
   # The progress module imports nothing heavy, so the redirection is in place
   # before TensorFlow, Beam and TFX are imported and start printing.
   from pipeline import progress  # pylint: disable=g-import-not-at-top
   with progress.output_to_log_file(config.paths.log_file) as terminal:
     terminal.write(f'log: {config.paths.log_file}\n')
     return _run_and_summarize(config, summary_path, terminal, progress,
-                              (source, log_start))
+                              before)
 
 
 def _run_and_summarize(config, summary_path, terminal, progress, before):
@@ -88,12 +90,11 @@ def _run_and_summarize(config, summary_path, terminal, progress, before):
     try:
       sys.stdout.flush()
       sys.stderr.flush()
-      source, log_start = before
+      code, source, log_start = before
       run_provenance.record(
           store, run.run_id, summary.status,
-          {**run_provenance.provenance(config),
-           **run_provenance.run_values(source, run, config.paths.log_file,
-                                       log_start, summary)},
+          {**code, **run_provenance.run_values(
+              source, run, config.paths.log_file, log_start, summary)},
           run_provenance.model_artifact_id(run))
     except Exception:  # pylint: disable=broad-except
       # The run's outcome stands; the log says what could not be recorded.

@@ -7,8 +7,6 @@ Each function takes the plain dictionary a command computed (the same one
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from lineage import blessing
-
 SLICE_ROWS_SHOWN = 10
 
 
@@ -137,6 +135,8 @@ def evaluation_text(evaluation: Dict[str, Any]) -> str:
 
 
 def blessing_text(rules: Optional[Dict[str, Any]], all_rows: bool) -> str:
+  # Only the tables of a blessing load TFMA (through lineage.blessing).
+  from lineage import blessing  # pylint: disable=g-import-not-at-top
   if rules is None:
     return 'blessing  none'
   if not rules['configured']:

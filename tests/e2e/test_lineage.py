@@ -244,6 +244,31 @@ def test_reproduce_refuses_another_commit(capfd, first_run, workspace,
   assert not os.path.exists(workspace / 'reproduce')
 
 
+def test_reproduce_refuses_data_that_changed_since_the_run(anomaly_run):
+  from lineage.history import History  # pylint: disable=g-import-not-at-top
+  from pipeline import metadata_store  # pylint: disable=g-import-not-at-top
+  _, summary_path, config_path = anomaly_run
+  config = load_config(config_path)
+  with open(summary_path, encoding='utf-8') as f:
+    run_id = json.load(f)['run_id']
+  history = History(metadata_store.open_store(config, read_only=True),
+                    config.pipeline_name)
+  run = history.run(run_id)
+  assert not [r for r in reproduce.refusals(history, run) if 'data' in r]
+
+  # One more file where the run read its sessions.
+  extra = os.path.join(config.data.root, 'span-1')
+  os.makedirs(extra)
+  with open(os.path.join(config.data.root, 'span-0', 'sessions.parquet'),
+            'rb') as source, open(os.path.join(extra, 'sessions.parquet'),
+                                  'wb') as copy:
+    copy.write(source.read())
+
+  (changed,) = [r for r in reproduce.refusals(history, run) if 'data' in r]
+  assert changed.startswith('the data changed since the run')
+  assert 'num_files:1' in changed and 'num_files:2' in changed
+
+
 def test_reproduce_matches_the_recorded_metrics_within_the_tolerance(
     capfd, first_run, workspace):
   from lineage.history import History  # pylint: disable=g-import-not-at-top
