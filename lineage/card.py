@@ -11,6 +11,7 @@ about (lineage/models.py says which run that is). Files are read only where
 an artifact's URI points.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -97,7 +98,6 @@ def data_section(history: History, run: Run, examples_id: Optional[int],
 
 def anomalies_of(history: History,
                  anomalies: Optional[Artifact]) -> List[Dict[str, str]]:
-  import dataclasses  # pylint: disable=g-import-not-at-top
   from pipeline.components import data_gate  # pylint: disable=g-import-not-at-top
   if anomalies is None:
     return []

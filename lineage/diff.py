@@ -47,10 +47,7 @@ def _card_parts(history: History, run: Run) -> Dict[str, Any]:
   the run stopped before training)."""
   trainer = run.step('Trainer')
   transform = run.step('Transform')
-  example_gen = next((s for s in run.steps.values()
-                      if s.outputs.get('examples') and 'ExampleGen' in
-                      s.node_id), None)
-  examples = example_gen.output('examples') if example_gen else None
+  examples = run.example_gen.output('examples') if run.example_gen else None
   schema = run.output('CuratedSchema', 'schema')
   return {
       'data': card.data_section(history, run, examples, run.recorded),

@@ -140,6 +140,13 @@ class Run:
     return step.output(key) if step else None
 
   @property
+  def example_gen(self) -> Optional[Step]:
+    """The step that made the run's examples (FileBasedExampleGen locally,
+    BigQueryExampleGen on Vertex AI)."""
+    return next((s for s in self.steps.values()
+                 if s.node_id.endswith('ExampleGen')), None)
+
+  @property
   def failed_step(self) -> Optional[Step]:
     return next((s for s in self.steps.values() if s.state == 'failed'), None)
 

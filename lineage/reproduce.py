@@ -68,9 +68,7 @@ def refusals(history: History, run: Run, root: str = run_provenance.PROJECT_ROOT
 def data_fingerprint(history: History, run: Run):
   """(recorded, current) input fingerprint of the run's file source, or
   None for a source without one (BigQuery)."""
-  step = next((s for s in run.steps.values() if 'ExampleGen' in s.node_id),
-              None)
-  examples = step.output('examples') if step else None
+  examples = run.example_gen.output('examples') if run.example_gen else None
   produced = history.producer(examples) if examples else None
   if produced is None:
     return None

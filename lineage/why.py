@@ -13,7 +13,7 @@
 
 from typing import Any, Dict, List, Optional
 
-from lineage import blessing, card, models
+from lineage import blessing, card
 from lineage.history import History, Run
 from pipeline import run_provenance
 
@@ -137,5 +137,3 @@ def log_excerpt(run: Run, lines: int = LOG_LINES) -> List[str]:
     return block[:end][-lines:]
   return [line for line in log if 'ERROR' in line][-lines:]
 
-
-__all__ = ['explain', 'log_excerpt', 'models']

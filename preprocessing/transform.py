@@ -103,7 +103,13 @@ def normalized_numeric(columns: List[Any]) -> Tuple[tf.Tensor, tf.Tensor]:
   """
   readings = _stacked_readings(columns)
   present = tf.logical_not(tf.math.is_nan(readings))
-  scaled = tft.scale_to_z_score(readings, elementwise=True)
+  # The analyzer sums in the input's precision, in the order of Beam's
+  # batches, which Beam sizes by timing. In float32 the mean and variance
+  # then differ in their last bit from run to run, and so does every
+  # model trained on them; in float64 the z-scores round to the same
+  # float32 values (BENCHMARKS.md, "Determinism").
+  scaled = tf.cast(tft.scale_to_z_score(tf.cast(readings, tf.float64),
+                                        elementwise=True), tf.float32)
   return (tf.where(present, scaled, tf.zeros_like(scaled)),
           1.0 - tf.cast(present, tf.float32))
 

@@ -17,7 +17,6 @@ import pytest
 from pipeline_runs import CHANGED_KEY, repairml, versions, write_config
 
 import cli
-import local_runner
 from lineage import reproduce
 from models import export, versions as model_versions
 from pipeline import run_provenance
