@@ -176,8 +176,18 @@ def main(command: str, argv: Optional[List[str]] = None) -> int:
     found_text = text.reproduce_text(found)
     code = 0 if found['matches'] else MISMATCH
   print(json.dumps(found, indent=2, sort_keys=True, default=str)
-        if args.json else found_text)
+        if args.json else found_text, flush=True)
+  if command == 'reproduce':
+    _quiet_exit(config.paths.log_file)
   return code
+
+
+def _quiet_exit(log_file: str) -> None:
+  """TensorFlow complains on stderr while the interpreter shuts down after a
+  run in this process; its complaints go to the log file."""
+  sys.stderr.flush()
+  with open(log_file, 'a', encoding='utf-8') as log:
+    os.dup2(log.fileno(), 2)
 
 
 def _user_error(error: Exception) -> Optional[str]:

@@ -232,18 +232,24 @@ def diff_text(diff: Dict[str, Any]) -> str:
 
 
 def reproduce_text(result: Dict[str, Any]) -> str:
+  """The overall metrics, and the slices only where they differ."""
   lines = [f'run {result["run_id"]} reproduced as run '
            f'{result["reproduction_run_id"]} in {result["root"]} '
            f'({result["reproduction_status"]})']
   if result['forced']:
     lines.append('  forced, despite:')
     lines += [f'    - {reason}' for reason in result['refusals']]
+  rows = result['metrics']
+  slices = [r for r in rows if r['slice'] != 'overall']
+  shown = [r for r in rows if r['slice'] == 'overall' or not r['within']]
   lines.append(table(['slice', 'metric', 'recorded', 'reproduced',
                       'difference', ''],
                      [[r['slice'], r['metric'], number(r['recorded'], 6),
                        number(r['reproduced'], 6), number(r['difference'], 9),
-                       'ok' if r['within'] else 'DIFFERS']
-                      for r in result['metrics']]))
+                       'ok' if r['within'] else 'DIFFERS'] for r in shown]))
+  differing = sum(not r['within'] for r in slices)
+  lines.append(f'  macro F1 of {len(slices)} slices: ' + (
+      f'{differing} differ' if differing else 'all within the tolerance'))
   lines.append(('MATCHES' if result['matches'] else 'DOES NOT MATCH') +
                f' within {result["tolerance"]:g}')
   return '\n'.join(lines)
