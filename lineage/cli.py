@@ -154,10 +154,12 @@ def main(command: str, argv: Optional[List[str]] = None) -> int:
   except ConfigError as e:
     print(f'repairml {command}: {e}', file=sys.stderr)
     return USAGE_ERROR
-  if command == 'ui':
-    from lineage import ui  # pylint: disable=g-import-not-at-top
-    return ui.main(config, args.host, args.port)
   from pipeline import progress  # pylint: disable=g-import-not-at-top
+  if command == 'ui':
+    # TensorFlow's and TFX's output goes to the log, from their import on.
+    with progress.output_to_log_file(config.paths.log_file) as terminal:
+      from lineage import ui  # pylint: disable=g-import-not-at-top
+      return ui.serve(config, args.host, args.port, terminal)
   problem = None
   with progress.output_to_log_file(config.paths.log_file):
     try:

@@ -19,6 +19,7 @@ requests whose Host is the address it listens on (no DNS rebinding).
 """
 
 import os
+import socket
 import urllib.parse
 from typing import Any, Dict, List, Tuple
 
@@ -214,23 +215,22 @@ def hosts_for(host: str) -> List[str]:
   return [host]
 
 
-def main(config: Config, host: str, port: int) -> int:
-  """Serves the UI until Ctrl-C; TensorFlow's and TFX's output goes to the
-  log file, the address to the terminal."""
-  # pylint: disable=g-import-not-at-top
-  import uvicorn
-  from pipeline import progress
-  # pylint: enable=g-import-not-at-top
-  with progress.output_to_log_file(config.paths.log_file) as terminal:
-    app = create_app(config, hosts_for(host))
-    terminal.write(f'repairml ui: http://{host}:{port}/ over '
-                   f'{config.pipeline_name}\'s store (log: '
-                   f'{config.paths.log_file}; Ctrl-C stops)\n')
-    try:
-      uvicorn.run(app, host=host, port=port, log_level='warning',
-                  access_log=False)
-    except (OSError, SystemExit) as e:
-      terminal.write(f'repairml ui: cannot listen on {host}:{port} '
-                     f'({e}). Pass --port with a free port.\n')
-      return 2
+def serve(config: Config, host: str, port: int, terminal) -> int:
+  """Serves the UI until Ctrl-C; says where on `terminal`."""
+  import uvicorn  # pylint: disable=g-import-not-at-top
+  try:   # uvicorn would only log a port in use, and exit
+    family = socket.AF_INET6 if ':' in host else socket.AF_INET
+    with socket.socket(family) as probe:
+      probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+      probe.bind((host, port))
+  except OSError as e:
+    terminal.write(f'repairml ui: cannot listen on {host}:{port}: '
+                   f'{e.strerror}. Pass --port with a free port.\n')
+    return 2
+  app = create_app(config, hosts_for(host))
+  terminal.write(f'repairml ui: http://{host}:{port}/ over '
+                 f'{config.pipeline_name}\'s store (log: '
+                 f'{config.paths.log_file}; Ctrl-C stops)\n')
+  uvicorn.run(app, host=host, port=port, log_level='warning',
+              access_log=False)
   return 0
