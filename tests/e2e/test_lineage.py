@@ -1,10 +1,10 @@
 """End to end: the lineage commands over the real runs of the e2e workspace.
 
-The workspace's runs (conftest.py): a first run that pushes, a run the data
-gate stops, one with one configuration key changed, and one forced not to
-bless; and here, one that fails. Every command is the real `repairml` command, in
-this process, reading the real ML Metadata store; the store's checksum is
-the same before and after each read.
+The runs of the lineage workspace (conftest.py): a first run that pushes, a
+run the data gate stops, one with one configuration key changed, and one
+forced not to bless; and here, one that fails. Every command is the real
+`repairml` command, in this process, reading the real ML Metadata store;
+the store's checksum is the same before and after each read.
 """
 
 import hashlib
@@ -30,14 +30,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
 
 def test_runs_lists_every_run_newest_first_with_its_status(
     capfd, first_run, anomaly_run, changed_key_run, unblessable_run,
-    workspace):
+    lineage_workspace):
   config, first, _ = first_run
   _, changed = changed_key_run
   _, unblessable = unblessable_run
   with open(anomaly_run[1], encoding='utf-8') as f:
     anomaly_id = json.load(f)['run_id']
 
-  code, runs = repairml(capfd, str(workspace / 'first.yaml'), 'runs')
+  code, runs = repairml(capfd, str(lineage_workspace / 'first.yaml'),
+                        'runs')
 
   assert code == 0
   by_id = {run['run_id']: run for run in runs}
@@ -62,10 +63,10 @@ def test_runs_lists_every_run_newest_first_with_its_status(
 
 
 def test_lineage_latest_names_the_spans_schema_hyperparameters_code_and_metrics(
-    capfd, first_run, changed_key_run, unblessable_run, workspace):
+    capfd, first_run, changed_key_run, unblessable_run, lineage_workspace):
   config, first, _ = first_run
 
-  code, card = repairml(capfd, str(workspace / 'first.yaml'), 'lineage',
+  code, card = repairml(capfd, str(lineage_workspace / 'first.yaml'), 'lineage',
                         'latest')
 
   assert code == 0
@@ -104,17 +105,17 @@ def test_lineage_latest_names_the_spans_schema_hyperparameters_code_and_metrics(
   # The same card by serving version, by model artifact id and by run id.
   for name in (version, f'artifact:{served["model_artifact_id"]}',
                first.run_id):
-    code, again = repairml(capfd, str(workspace / 'first.yaml'), 'lineage',
-                           name)
+    code, again = repairml(capfd, str(lineage_workspace / 'first.yaml'),
+                           'lineage', name)
     assert code == 0 and again['model'] == card['model'], name
 
 
 def test_diff_shows_exactly_the_changed_key(capfd, first_run,
-                                            changed_key_run, workspace):
+                                            changed_key_run, lineage_workspace):
   _, first, _ = first_run
   _, changed = changed_key_run
 
-  code, diff = repairml(capfd, str(workspace / 'first.yaml'), 'diff',
+  code, diff = repairml(capfd, str(lineage_workspace / 'first.yaml'), 'diff',
                         first.run_id, changed.run_id)
 
   assert code == 0
@@ -126,12 +127,12 @@ def test_diff_shows_exactly_the_changed_key(capfd, first_run,
 
 
 def test_diff_measures_the_drift_of_the_data(capfd, first_run, anomaly_run,
-                                             workspace):
+                                             lineage_workspace):
   _, first, _ = first_run
   with open(anomaly_run[1], encoding='utf-8') as f:
     anomaly_id = json.load(f)['run_id']
 
-  code, diff = repairml(capfd, str(workspace / 'first.yaml'), 'diff',
+  code, diff = repairml(capfd, str(lineage_workspace / 'first.yaml'), 'diff',
                         first.run_id, anomaly_id)
 
   assert code == 0
@@ -145,10 +146,10 @@ def test_diff_measures_the_drift_of_the_data(capfd, first_run, anomaly_run,
 
 
 def test_why_explains_a_run_that_was_not_blessed_down_to_rule_and_slice(
-    capfd, unblessable_run, workspace):
+    capfd, unblessable_run, lineage_workspace):
   _, summary = unblessable_run
 
-  code, why = repairml(capfd, str(workspace / 'first.yaml'), 'why',
+  code, why = repairml(capfd, str(lineage_workspace / 'first.yaml'), 'why',
                        summary.run_id)
 
   assert code == 0
@@ -169,7 +170,7 @@ def test_why_explains_a_run_that_was_not_blessed_down_to_rule_and_slice(
 
   capfd.readouterr()
   assert cli.main(['why', summary.run_id, '--config',
-                   str(workspace / 'first.yaml')]) == 0
+                   str(lineage_workspace / 'first.yaml')]) == 0
   text = capfd.readouterr().out
   assert 'NOT BLESSED' in text and 'FAIL  macro_f1 >= lower bound' in text
 
@@ -191,14 +192,15 @@ def test_why_explains_the_run_the_data_gate_stopped(capfd, anomaly_run):
 
 
 def test_why_names_the_failed_step_and_its_last_error_lines(capfd, first_run,
-                                                           workspace):
-  broken = workspace / 'broken' / 'span-0'
+                                                           lineage_workspace):
+  broken = lineage_workspace / 'broken' / 'span-0'
   broken.mkdir(parents=True)
   (broken / 'sessions.parquet').write_bytes(b'these bytes are not parquet')
-  path = write_config(workspace, 'broken', str(workspace / 'broken'))
+  path = write_config(lineage_workspace, 'broken',
+                      str(lineage_workspace / 'broken'))
   # A process of its own, as a user runs it: its log file gets everything
   # the libraries print (in this process, pytest captures their logging).
-  summary_path = workspace / 'broken_summary.json'
+  summary_path = lineage_workspace / 'broken_summary.json'
   ran = subprocess.run([sys.executable, os.path.join(ROOT, 'local_runner.py'),
                         '--config', path, '--summary', str(summary_path)],
                        cwd=ROOT, capture_output=True, text=True, check=False)
@@ -216,8 +218,8 @@ def test_why_names_the_failed_step_and_its_last_error_lines(capfd, first_run,
 
 
 def test_unknown_runs_and_models_are_clear_errors(capfd, first_run,
-                                                  workspace):
-  config_path = str(workspace / 'first.yaml')
+                                                  lineage_workspace):
+  config_path = str(lineage_workspace / 'first.yaml')
   for args, expected in ((['why', 'no-such-run'], "no run 'no-such-run'"),
                          (['lineage', '999'], 'no serving version 999'),
                          (['lineage', 'artifact:1'], 'no Model artifact')):
@@ -227,7 +229,7 @@ def test_unknown_runs_and_models_are_clear_errors(capfd, first_run,
     assert expected in err and 'Traceback' not in err, err
 
 
-def test_reproduce_refuses_another_commit(capfd, first_run, workspace,
+def test_reproduce_refuses_another_commit(capfd, first_run, lineage_workspace,
                                           monkeypatch):
   _, first, _ = first_run
   real = run_provenance.provenance_of_checkout()
@@ -235,12 +237,12 @@ def test_reproduce_refuses_another_commit(capfd, first_run, workspace,
                       lambda *_: {**real, 'commit': 'f' * 40, 'dirty': False})
 
   code = cli.main(['reproduce', first.run_id, '--config',
-                   str(workspace / 'first.yaml')])
+                   str(lineage_workspace / 'first.yaml')])
 
   err = capfd.readouterr().err
   assert code == 2
   assert f'but {"f" * 40} is checked out' in err and 'Traceback' not in err
-  assert not os.path.exists(workspace / 'reproduce')
+  assert not os.path.exists(lineage_workspace / 'reproduce')
 
 
 def test_reproduce_refuses_data_that_changed_since_the_run(anomaly_run):
@@ -269,21 +271,23 @@ def test_reproduce_refuses_data_that_changed_since_the_run(anomaly_run):
 
 
 def test_reproduce_matches_the_recorded_metrics_within_the_tolerance(
-    capfd, first_run, workspace):
+    capfd, first_run, lineage_workspace):
   from lineage.history import History  # pylint: disable=g-import-not-at-top
   from pipeline import metadata_store  # pylint: disable=g-import-not-at-top
-  config, first, _ = first_run
+  _, first, _ = first_run
+  config = load_config(str(lineage_workspace / 'first.yaml'))
   history = History(metadata_store.open_store(config, read_only=True),
                     config.pipeline_name)
   # A work tree with uncommitted changes is refused for that reason alone;
   # the test then forces, as a user would.
   reasons = reproduce.refusals(history, history.run(first.run_id))
   assert all('uncommitted changes' in reason for reason in reasons), reasons
-  root = workspace / 'reproduction'
+  root = lineage_workspace / 'reproduction'
+  before = metadata_store.checksum(config)
 
   code = cli.main(['reproduce', first.run_id, '--config',
-                   str(workspace / 'first.yaml'), '--root', str(root),
-                   '--json'] + (['--force'] if reasons else []))
+                   config.source_path, '--root', str(root), '--json'] +
+                  (['--force'] if reasons else []))
 
   result = json.loads(capfd.readouterr().out)
   assert code == 0, result
@@ -298,6 +302,6 @@ def test_reproduce_matches_the_recorded_metrics_within_the_tolerance(
   assert export.load_thresholds(result['reproduction_model_dir']) == (
       pytest.approx(export.load_thresholds(first.pushed_model_dir),
                     abs=reproduce.TOLERANCE))
-  # The served versions are untouched.
-  assert versions(config.paths.serving_dir) == versions(
-      config.paths.serving_dir)[:1]
+  # The recorded store and the served versions are untouched.
+  assert metadata_store.checksum(config) == before
+  assert len(versions(config.paths.serving_dir)) == 1
