@@ -79,6 +79,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data.process import CAR_MODELS, COUNTRIES, DTCS, ENGINE_TYPES, LABEL_COLUMN, LABELS, OPERATIONS, PARTS
@@ -664,8 +665,9 @@ def _claims(sessions: pd.DataFrame, vin: np.ndarray, workshop_id: np.ndarray, da
 
     rows, superseded_lines, part_lines = [], 0, 0
     session_ids = sessions["session_id"].astype(str).to_numpy()
+    session_labels = sessions[LABEL_COLUMN].to_list()
     for k, session in enumerate(labelled):
-        labels = list(sessions[LABEL_COLUMN].iat[session])
+        labels = list(session_labels[session])
         part_numbers, op_codes, superseded = catalogue.claim_lines(labels, rng, settings)
         superseded_lines += superseded
         part_lines += sum(label in catalogue.older_numbers for label in labels)
@@ -714,10 +716,9 @@ def _orphan_claims(sessions: pd.DataFrame, orphan_cars: pd.DataFrame, day: np.nd
     label_source = labelled[rng.integers(0, len(labelled), size=count)]
     repair_day = rng.integers(day.min() + 1, day.max() + settings.max_claim_delay_days + 1, size=count)
     submitted_us = (repair_day + rng.integers(0, 4, size=count)) * _DAY_US + _workshop_time_us(rng, count)
-    rows = []
+    rows, session_labels = [], sessions[LABEL_COLUMN].to_list()
     for k in range(count):
-        part_numbers, op_codes, _ = catalogue.claim_lines(list(sessions[LABEL_COLUMN].iat[label_source[k]]),
-                                                          rng, settings)
+        part_numbers, op_codes, _ = catalogue.claim_lines(list(session_labels[label_source[k]]), rng, settings)
         rows.append({"vin": orphan_cars["vin"].iat[k], "workshop_id": orphan_cars["workshop_id"].iat[k],
                      "repair_date": _date_of(repair_day[k]), "status": "submitted",
                      "part_numbers": part_numbers, "labour_op_codes": op_codes,
@@ -766,10 +767,10 @@ def _sqlite_values(column: pa.ChunkedArray) -> list:
     """A column as the Python values SQLite stores: JSON for lists, ISO 8601 text for times."""
     if pa.types.is_list(column.type):
         return [json.dumps(items) for items in column.to_pylist()]
-    if pa.types.is_timestamp(column.type):
-        return [None if ts is None else ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ") for ts in column.to_pylist()]
+    if pa.types.is_timestamp(column.type):  # Arrow prints the seconds with their 6 decimals
+        return pc.strftime(column, format="%Y-%m-%dT%H:%M:%SZ").to_pylist()
     if pa.types.is_date(column.type):
-        return [None if date is None else date.isoformat() for date in column.to_pylist()]
+        return column.cast(pa.string()).to_pylist()
     if pa.types.is_floating(column.type):
         return [None if value is None or math.isnan(value) else value for value in column.to_pylist()]
     return column.to_pylist()
