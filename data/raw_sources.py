@@ -166,6 +166,10 @@ class MessSettings:
         if not 0 < self.median_claim_delay_days < self.max_claim_delay_days:
             raise ValueError(f"MessSettings.median_claim_delay_days must be between 0 and max_claim_delay_days "
                              f"({self.max_claim_delay_days}), got {self.median_claim_delay_days!r}")
+        if isinstance(self.fahrenheit_markets, str) or not all(
+                isinstance(market, str) for market in self.fahrenheit_markets):
+            raise ValueError(f"MessSettings.fahrenheit_markets must be a tuple of country codes such as "
+                             f"('US',), got {self.fahrenheit_markets!r}")
         unknown = sorted(set(self.fahrenheit_markets) - set(COUNTRIES))
         if unknown:
             raise ValueError(f"MessSettings.fahrenheit_markets names unknown countries {unknown}; "

@@ -4,7 +4,9 @@
 -- (RAW_SCHEMAS there; tests/data/test_raw_sources.py checks that both agree,
 -- column by column). The dataset `repairml_raw` is a placeholder: create the
 -- tables in your project's dataset. Parquet list columns load as ARRAY<STRING>
--- with `bq load --source_format=PARQUET --parquet_enable_list_inference`.
+-- with `bq load --source_format=PARQUET --parquet_enable_list_inference`; an
+-- array has no NOT NULL (BigQuery stores it as a REPEATED field, where the
+-- empty array stands for none), though the files never hold a NULL list.
 -- Timestamps are UTC. The join rules that turn these tables into the training
 -- table are in data/raw_sources.py's docstring.
 
