@@ -25,7 +25,8 @@ The tables (RAW_SCHEMAS gives the exact columns and types):
                        number has no label and names its successor in
                        superseded_by (chains are at most two steps long);
   labour_reference     labour_op_code -> label.
-The first upload of a session carries the generated session_id. Labels are the
+The first upload of a session carries the generated session_id; a re-upload
+continues the numbering (S7-00004000 after S7-00003999). Labels are the
 warranty outcome: a session with no claim had no warranty repair, so a session
 whose generated repair_labels are empty gets no claim at all, and every session
 with labels gets exactly one valid claim listing exactly those labels.
@@ -35,7 +36,7 @@ The mess, each at a rate set in MessSettings:
   - DTC codes in lower or mixed case and with leading or trailing spaces;
   - coolant temperature in degrees Fahrenheit from some markets (the US);
   - return visits: two sessions of one car 1 to 10 days apart (the earlier
-    visit's repair falls before the car came back);
+    visit's repair is done by the day the car comes back);
   - resubmitted claims: the same content under a new claim id, submitted later;
   - cancelled claims: a first filing with a wrong part, cancelled and followed
     by the corrected valid claim, or a cancelled double filing of the valid one;
@@ -160,12 +161,13 @@ class MessSettings:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"MessSettings.{name} must be a positive whole number, got {value!r}")
         if self.duplicate_upload_max_delay_s >= DUPLICATE_UPLOAD_WINDOW_S:
-            raise ValueError(
-                f"MessSettings.duplicate_upload_max_delay_s must stay below the {DUPLICATE_UPLOAD_WINDOW_S} s "
-                f"duplicate-upload window, got {self.duplicate_upload_max_delay_s}")
+            raise ValueError(f"MessSettings.duplicate_upload_max_delay_s must stay below the "
+                             f"{DUPLICATE_UPLOAD_WINDOW_S} s duplicate-upload window, "
+                             f"got {self.duplicate_upload_max_delay_s}")
         if not 0 < self.median_claim_delay_days < self.max_claim_delay_days:
-            raise ValueError(f"MessSettings.median_claim_delay_days must be between 0 and max_claim_delay_days "
-                             f"({self.max_claim_delay_days}), got {self.median_claim_delay_days!r}")
+            raise ValueError(f"MessSettings.median_claim_delay_days must be between 0 and "
+                             f"max_claim_delay_days ({self.max_claim_delay_days}), "
+                             f"got {self.median_claim_delay_days!r}")
         if isinstance(self.fahrenheit_markets, str) or not all(
                 isinstance(market, str) for market in self.fahrenheit_markets):
             raise ValueError(f"MessSettings.fahrenheit_markets must be a tuple of country codes such as "
@@ -196,8 +198,8 @@ RAW_SCHEMAS: dict[str, pa.Schema] = {
         _field("build_year", pa.int64(), "model year"),
         _field("mileage_km", pa.int64(), "odometer, km"),
         _field("battery_voltage", pa.float64(), "12 V net voltage, V; NULL when not recorded", True),
-        _field("coolant_temp", pa.float64(), "coolant temperature in coolant_temp_unit; NULL when not recorded",
-               True),
+        _field("coolant_temp", pa.float64(),
+               "coolant temperature in coolant_temp_unit; NULL when not recorded", True),
         _field("coolant_temp_unit", pa.string(), "'degC' or 'degF' (some US testers)"),
         _field("fuel_trim_pct", pa.float64(), "long-term fuel trim, %; NULL when not recorded", True),
         _field("symptoms", _STRINGS, "symptoms the customer reported"),
@@ -268,8 +270,9 @@ def raw_sources(sessions: pd.DataFrame, seed: int, settings: MessSettings = Mess
     """Derives the raw diagnostics and warranty tables from generated sessions.
 
     sessions is a frame as generate_sessions returns it; the same sessions, seed
-    and settings give the same tables. Each kind of mess draws from its own random
-    stream, so changing one rate leaves the other draws as they were.
+    and settings give the same tables. Cars, uploads, codes, units, claims and
+    orphan claims draw from separate random streams, so that, for example, another
+    duplicate-upload rate leaves the VINs, the codes and the claims as they were.
     """
     _check_sessions(sessions)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -291,12 +294,9 @@ def raw_sources(sessions: pd.DataFrame, seed: int, settings: MessSettings = Mess
                                      streams["units"], settings)
     readouts = _dtc_readouts(sessions, uploads, duplicate_of, streams["codes"], settings)
 
-    later_visit_gap = np.full(len(sessions), settings.max_claim_delay_days)
-    later = np.flatnonzero(earlier_visit >= 0)
-    later_visit_gap[earlier_visit[later]] = np.minimum(day[later] - day[earlier_visit[later]],
-                                                       settings.max_claim_delay_days)
     catalogue = _Catalogue(part_reference, labour_reference)
-    claims, claim_counts = _claims(sessions, vin, workshop_id, day, later_visit_gap, catalogue,
+    longest_delay = _longest_repair_delay(day, earlier_visit, settings)
+    claims, claim_counts = _claims(sessions, vin, workshop_id, day, longest_delay, catalogue,
                                    streams["claims"], settings)
     orphans = _orphan_claims(sessions, orphan_cars, day, catalogue, streams["orphans"], settings)
     claims, truth = _number_claims(claims + orphans, seed)
@@ -308,14 +308,15 @@ def raw_sources(sessions: pd.DataFrame, seed: int, settings: MessSettings = Mess
         "dtc_readouts": len(readouts),
         "messy_codes": int((readouts["code"] != readouts["code"].str.strip().str.upper()).sum()),
         "fahrenheit_uploads": int((uploads["coolant_temp_unit"] == "degF").sum()),
-        "return_visits": int(len(later)),
+        "return_visits": int((earlier_visit >= 0).sum()),
         **claim_counts,
         "orphan_claims": len(orphans),
         "claims": len(claims),
     }
     return RawSources(
         diagnostic_sessions=uploads, diagnostic_dtcs=readouts, warranty_claims=claims,
-        part_reference=part_reference, labour_reference=labour_reference, truth=truth, mess_counts=mess_counts,
+        part_reference=part_reference, labour_reference=labour_reference,
+        truth=truth, mess_counts=mess_counts,
     )
 
 
@@ -326,8 +327,11 @@ def write_raw_sources(raw: RawSources, out_dir: str | os.PathLike) -> dict[str, 
     parquet list columns; in SQLite they are JSON arrays as TEXT, timestamps are
     ISO 8601 TEXT in UTC ('2026-01-01T08:15:02.000000Z'), dates 'YYYY-MM-DD' and
     missing readings NULL. Each file is written under a temporary name beside its
-    final one and renamed into place, so a reader never sees a half-written file.
+    final one and renamed into place, so a reader never sees a half-written file;
+    the files are replaced one after another, the SQLite file last.
     """
+    if not isinstance(raw, RawSources):
+        raise ValueError(f"raw must be the RawSources that raw_sources returns, got {type(raw).__name__}")
     out_dir = Path(out_dir)
     parquet_dir = out_dir / "parquet"
     parquet_dir.mkdir(parents=True, exist_ok=True)
@@ -351,7 +355,8 @@ def _check_sessions(sessions: pd.DataFrame) -> None:
                          f"got {type(sessions).__name__}")
     missing = [column for column in _SESSION_COLUMNS if column not in sessions.columns]
     if missing:
-        raise ValueError(f"sessions is missing the columns {missing}: pass the frame generate_sessions returns")
+        raise ValueError(f"sessions is missing the columns {missing}: "
+                         f"pass the frame generate_sessions returns")
     if sessions.empty:
         raise ValueError("sessions is empty: there is nothing to take apart")
     repeated = sessions["session_id"][sessions["session_id"].duplicated()]
@@ -392,9 +397,10 @@ def _pair_return_visits(sessions: pd.DataFrame, day: np.ndarray, rng: np.random.
     target = int(round(settings.return_visit_rate * len(sessions)))
     if target == 0 or len(np.unique(day)) < 2:
         return earlier_visit
-    car_kind = sessions.groupby(["car_model", "engine_type", "country", "build_year"], sort=True).ngroup().values
+    car_kind = sessions.groupby(["car_model", "engine_type", "country", "build_year"]).ngroup().to_numpy()
     by_kind = np.argsort(car_kind, kind="stable")
-    members = dict(zip(np.unique(car_kind), np.split(by_kind, np.flatnonzero(np.diff(car_kind[by_kind])) + 1)))
+    kind_starts = np.flatnonzero(np.diff(car_kind[by_kind])) + 1
+    members = dict(zip(np.unique(car_kind), np.split(by_kind, kind_starts)))
     mileage = sessions["mileage_km"].to_numpy()
     paired = np.zeros(len(sessions), dtype=bool)
     made = 0
@@ -470,8 +476,8 @@ def _vins(vehicles: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
     plant_serial = rng.choice(len(_PLANTS) * 1_000_000, size=count, replace=False)
     variant = rng.integers(0, len(_VIN_CHARACTERS), size=(count, 3))
     vins = []
-    for (model, engine, year), (v1, v2, v3), number in zip(
-            vehicles[["car_model", "engine_type", "build_year"]].itertuples(index=False), variant, plant_serial):
+    vehicle_rows = vehicles[["car_model", "engine_type", "build_year"]].itertuples(index=False)
+    for (model, engine, year), (v1, v2, v3), number in zip(vehicle_rows, variant, plant_serial):
         if year not in _MODEL_YEAR_CODES:
             raise ValueError(f"build_year {year} has no VIN model-year code (2001-2030)")
         body = (f"{_WMI}{_MODEL_CODES[model]}{_ENGINE_CODES[engine]}"
@@ -525,7 +531,8 @@ def _new_upload_ids(existing: pd.Series, count: int) -> list[str]:
     """Upload ids that continue the sessions' own numbering ("S11-00004000" after "S11-00003999")."""
     parts = existing.str.extract(r"^(.*?)(\d+)$")
     if parts.notna().all(axis=None) and parts[0].nunique() == 1:
-        stem, width, start = parts[0].iloc[0], parts[1].str.len().max(), int(parts[1].astype(np.int64).max()) + 1
+        stem, width = parts[0].iloc[0], parts[1].str.len().max()
+        start = int(parts[1].astype(np.int64).max()) + 1
     else:
         stem, width, start = "upload-", 8, 0
     ids = [f"{stem}{number:0{width}d}" for number in range(start, start + count)]
@@ -618,7 +625,8 @@ class _Catalogue:
                 self.current_number[label_of[number]] = number
             else:
                 self.older_numbers.setdefault(label_of[head], []).append(number)
-        self.op_code: dict[str, str] = dict(zip(labour_reference["label"], labour_reference["labour_op_code"]))
+        self.op_code: dict[str, str] = dict(zip(labour_reference["label"],
+                                                labour_reference["labour_op_code"]))
 
     def claim_lines(self, labels, rng: np.random.Generator, settings: MessSettings):
         """(part_numbers, labour_op_codes, superseded lines) for a set of labels."""
@@ -639,6 +647,16 @@ class _Catalogue:
 # --- Claims -----------------------------------------------------------------------------
 
 
+def _longest_repair_delay(day: np.ndarray, earlier_visit: np.ndarray, settings: MessSettings) -> np.ndarray:
+    """Per session, the most days its repair may come after it: the claim window, or the
+    days until the car's return visit, so that the nearest preceding session stays its own."""
+    longest = np.full(len(day), settings.max_claim_delay_days)
+    later = np.flatnonzero(earlier_visit >= 0)
+    days_to_return = day[later] - day[earlier_visit[later]]
+    longest[earlier_visit[later]] = np.minimum(days_to_return, settings.max_claim_delay_days)
+    return longest
+
+
 def _claim_delay_cdf(settings: MessSettings) -> np.ndarray:
     """cdf[d - 1] = P(delay <= d) for d = 1..max: 1 + floor of a log-normal, truncated at max."""
     sigma = 0.9
@@ -648,7 +666,8 @@ def _claim_delay_cdf(settings: MessSettings) -> np.ndarray:
 
 
 def _claims(sessions: pd.DataFrame, vin: np.ndarray, workshop_id: np.ndarray, day: np.ndarray,
-            longest_delay: np.ndarray, catalogue: _Catalogue, rng: np.random.Generator, settings: MessSettings):
+            longest_delay: np.ndarray, catalogue: _Catalogue, rng: np.random.Generator,
+            settings: MessSettings):
     """Claims for the sessions with labels: one valid claim each, plus duplicates and cancellations.
 
     A session followed by a return visit has its repair on or before the return
@@ -677,14 +696,16 @@ def _claims(sessions: pd.DataFrame, vin: np.ndarray, workshop_id: np.ndarray, da
         part_lines += sum(label in catalogue.older_numbers for label in labels)
         claim = {"vin": vin[session], "workshop_id": workshop_id[session],
                  "repair_date": _date_of(repair_day[k]), "status": "submitted",
-                 "part_numbers": part_numbers, "labour_op_codes": op_codes, "submitted_us": int(submitted_us[k])}
+                 "part_numbers": part_numbers, "labour_op_codes": op_codes,
+                 "submitted_us": int(submitted_us[k])}
         if cancelled_first[k]:
             wrong_part = _wrong_part(labels, catalogue, rng)
             rows.append({**claim, "status": "cancelled", "part_numbers": part_numbers + [wrong_part]})
             claim["submitted_us"] += int(rng.integers(1 * 86_400, 7 * 86_400 + 1)) * _US
         elif cancelled[k]:
+            withdrawn_after_s = int(rng.integers(3600, 3 * 86_400 + 1))
             rows.append({**claim, "status": "cancelled",
-                         "submitted_us": claim["submitted_us"] + int(rng.integers(3600, 3 * 86_400 + 1)) * _US})
+                         "submitted_us": claim["submitted_us"] + withdrawn_after_s * _US})
         rows.append({**claim, "session_id": session_ids[session]})
         if resubmitted[k]:
             rows.append({**claim, "submitted_us": claim["submitted_us"]
@@ -722,7 +743,8 @@ def _orphan_claims(sessions: pd.DataFrame, orphan_cars: pd.DataFrame, day: np.nd
     submitted_us = (repair_day + rng.integers(0, 4, size=count)) * _DAY_US + _workshop_time_us(rng, count)
     rows, session_labels = [], sessions[LABEL_COLUMN].to_list()
     for k in range(count):
-        part_numbers, op_codes, _ = catalogue.claim_lines(list(session_labels[label_source[k]]), rng, settings)
+        labels = list(session_labels[label_source[k]])
+        part_numbers, op_codes, _ = catalogue.claim_lines(labels, rng, settings)
         rows.append({"vin": orphan_cars["vin"].iat[k], "workshop_id": orphan_cars["workshop_id"].iat[k],
                      "repair_date": _date_of(repair_day[k]), "status": "submitted",
                      "part_numbers": part_numbers, "labour_op_codes": op_codes,
@@ -785,8 +807,8 @@ def _write_sqlite(tables: dict[str, pa.Table], path: Path) -> None:
     try:
         with connection:
             for name, table in tables.items():
-                columns = ", ".join(
-                    f'"{f.name}" {_sqlite_type(f.type)}{"" if f.nullable else " NOT NULL"}' for f in table.schema)
+                columns = ", ".join(f'"{f.name}" {_sqlite_type(f.type)}{"" if f.nullable else " NOT NULL"}'
+                                    for f in table.schema)
                 connection.execute(f'CREATE TABLE "{name}" ({columns})')
                 values = list(zip(*(_sqlite_values(table.column(f.name)) for f in table.schema)))
                 placeholders = ", ".join("?" * table.num_columns)

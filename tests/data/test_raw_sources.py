@@ -103,8 +103,9 @@ def _first_uploads(raw) -> pd.DataFrame:
     return uploads[~(since_previous < pd.Timedelta(seconds=DUPLICATE_UPLOAD_WINDOW_S))]
 
 
-def _nearest_preceding_session(claims: pd.DataFrame, first_uploads: pd.DataFrame, window_days: int) -> pd.Series:
-    """claim_id -> session_id of the latest session of its VIN on a day before repair_date, within the window."""
+def _nearest_preceding_session(claims: pd.DataFrame, first_uploads: pd.DataFrame,
+                               window_days: int) -> pd.Series:
+    """claim_id -> session_id: the latest session of its VIN on a day before repair_date, in the window."""
     sessions = first_uploads[["vin", "session_id", "session_ts"]].assign(
         session_day=lambda f: f["session_ts"].dt.tz_convert(None).dt.normalize())
     pairs = claims[["claim_id", "vin", "repair_date"]].assign(
@@ -196,7 +197,8 @@ def test_duplicated_uploads_repeat_a_session_seconds_later_at_the_configured_rat
     settings, raw = settings_and_raw
     uploads = raw.diagnostic_sessions
     first = _first_uploads(raw)
-    assert sorted(first["session_id"]) == sorted(sessions["session_id"])  # the first upload has the session's id
+    # The first upload carries the generated session's id.
+    assert sorted(first["session_id"]) == sorted(sessions["session_id"])
     copies = uploads[~uploads["session_id"].isin(first["session_id"])]
     _assert_rate(len(copies), len(sessions), settings.duplicate_upload_rate, "duplicate uploads")
     # Each copy against the latest first upload of its VIN before it.
@@ -206,14 +208,16 @@ def test_duplicated_uploads_repeat_a_session_seconds_later_at_the_configured_rat
     delay = (pairs["session_ts"] - pairs["original_ts"]).dt.total_seconds()
     assert delay.between(1, settings.duplicate_upload_max_delay_s).all()
     for column in CONTENT_COLUMNS[1:]:
-        pd.testing.assert_series_equal(pairs[column], pairs[f"{column}_original"], check_names=False, obj=column)
+        pd.testing.assert_series_equal(pairs[column], pairs[f"{column}_original"], check_names=False,
+                                       obj=column)
     readouts = raw.diagnostic_dtcs.groupby("session_id")["code"].apply(list)
     for copy_id, original_id in zip(pairs["session_id"], pairs["session_id_original"]):
         assert readouts.get(copy_id, []) == readouts.get(original_id, [])
     assert raw.mess_counts["duplicate_uploads"] == len(copies)
 
 
-def test_codes_are_misspelled_at_the_configured_rate_and_normalise_to_the_session_codes(sessions, settings_and_raw):
+def test_codes_are_misspelled_at_the_configured_rate_and_normalise_to_the_session_codes(
+        sessions, settings_and_raw):
     settings, raw = settings_and_raw
     readouts = raw.diagnostic_dtcs[raw.diagnostic_dtcs["session_id"].isin(sessions["session_id"])]
     clean = readouts["code"].str.replace(" ", "").str.upper()
@@ -235,7 +239,8 @@ def test_coolant_is_in_fahrenheit_only_in_its_markets_at_the_configured_rate(ses
     fahrenheit = (uploads["coolant_temp_unit"] == "degF").to_numpy()
     assert set(uploads["coolant_temp_unit"]) <= {"degC", "degF"}
     assert not fahrenheit[~in_market].any()
-    _assert_rate(int(fahrenheit[in_market].sum()), int(in_market.sum()), settings.fahrenheit_rate, "degF uploads")
+    _assert_rate(int(fahrenheit[in_market].sum()), int(in_market.sum()), settings.fahrenheit_rate,
+                 "degF uploads")
     celsius = np.where(fahrenheit, (uploads["coolant_temp"] - 32) * 5 / 9, uploads["coolant_temp"])
     np.testing.assert_allclose(celsius, sessions["coolant_temp_c"], rtol=1e-12)  # NaN stays NaN
     np.testing.assert_array_equal(uploads["fuel_trim_pct"], sessions["fuel_trim_pct"])
@@ -247,8 +252,10 @@ def test_return_visits_are_two_sessions_of_one_car_whose_claims_go_to_the_neares
     first = _first_uploads(raw).sort_values("session_ts")
     visits = first[first["vin"].duplicated(keep=False)]
     assert visits.groupby("vin").size().max() == 2
-    assert len(visits) // 2 == round(settings.return_visit_rate * len(sessions)) == raw.mess_counts["return_visits"]
-    earlier, later = visits.groupby("vin").head(1).set_index("vin"), visits.groupby("vin").tail(1).set_index("vin")
+    pairs = round(settings.return_visit_rate * len(sessions))
+    assert len(visits) // 2 == pairs == raw.mess_counts["return_visits"]
+    earlier = visits.groupby("vin").head(1).set_index("vin")
+    later = visits.groupby("vin").tail(1).set_index("vin")
     later = later.loc[earlier.index]
     for column in ["workshop_id", "country", "car_model", "engine_type", "build_year"]:
         assert (earlier[column] == later[column]).all(), column
@@ -315,9 +322,9 @@ def test_resubmitted_duplicates_and_orphans_come_at_their_configured_rates(setti
 def test_claims_use_superseded_part_numbers_at_the_configured_rate(settings_and_raw):
     settings, raw = settings_and_raw
     reference = raw.part_reference
-    has_older = set(_label_of_part(reference)[n] for n in reference.loc[reference["label"].isna(), "part_number"])
-    current_label = dict(zip(reference["part_number"], reference["label"]))
     label = _label_of_part(reference)
+    has_older = {label[number] for number in reference.loc[reference["label"].isna(), "part_number"]}
+    current_label = dict(zip(reference["part_number"], reference["label"]))
     lines = [number for parts in raw.warranty_claims["part_numbers"] for number in parts
              if label[number] in has_older]
     superseded = sum(current_label[number] is None for number in lines)
@@ -359,7 +366,8 @@ def _collect(raw, settings: MessSettings) -> pd.DataFrame:
                     .duplicated(["vin", "repair_date", "parts", "ops"])]
     session_of_claim = _nearest_preceding_session(claims, uploads, settings.max_claim_delay_days)
     labels = _claim_labels(claims.set_index("claim_id"), raw)
-    labels_by_session = pd.Series(labels[session_of_claim.index].to_numpy(), index=session_of_claim.to_numpy())
+    labels_by_session = pd.Series(labels[session_of_claim.index].to_numpy(),
+                                  index=session_of_claim.to_numpy())
     assert labels_by_session.index.is_unique, "two claims matched one session"
     session_day = uploads["session_ts"].dt.tz_convert(None).dt.normalize()
     return pd.DataFrame({
@@ -368,8 +376,8 @@ def _collect(raw, settings: MessSettings) -> pd.DataFrame:
         "span": (session_day - session_day.min()).dt.days,
         **{column: uploads[column] for column in
            ["car_model", "engine_type", "country", "build_year", "mileage_km", "battery_voltage"]},
-        "coolant_temp_c": np.where(uploads["coolant_temp_unit"] == "degF", (uploads["coolant_temp"] - 32) * 5 / 9,
-                                   uploads["coolant_temp"]),
+        "coolant_temp_c": np.where(uploads["coolant_temp_unit"] == "degF",
+                                   (uploads["coolant_temp"] - 32) * 5 / 9, uploads["coolant_temp"]),
         "fuel_trim_pct": uploads["fuel_trim_pct"],
         "dtcs": [codes.get(session_id, set()) for session_id in uploads["session_id"]],
         "symptoms": uploads["symptoms"].map(set),
@@ -401,6 +409,14 @@ def test_same_seed_gives_the_same_tables_and_another_seed_other_tables(sessions,
     for name in ["diagnostic_sessions", "diagnostic_dtcs", "warranty_claims"]:
         assert not getattr(other, name).equals(getattr(raw, name)), name
     assert not other.diagnostic_sessions["vin"].isin(raw.diagnostic_sessions["vin"]).all()
+
+
+def test_another_duplicate_upload_rate_changes_only_the_copies(sessions, raw):
+    more_copies = raw_sources(sessions, seed=7, settings=MessSettings(duplicate_upload_rate=0.2))
+    assert len(more_copies.diagnostic_sessions) > len(raw.diagnostic_sessions)
+    pd.testing.assert_frame_equal(more_copies.warranty_claims, raw.warranty_claims)
+    pd.testing.assert_frame_equal(_first_uploads(more_copies).reset_index(drop=True),
+                                  _first_uploads(raw).reset_index(drop=True))
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -459,9 +475,9 @@ def test_the_sqlite_file_holds_the_same_rows_as_the_parquet_files(raw, tmp_path)
         from_sqlite = from_sqlite.replace({None: np.nan}) if name == "part_reference" else from_sqlite
         from_parquet = from_parquet.replace({None: np.nan}) if name == "part_reference" else from_parquet
         pd.testing.assert_frame_equal(from_sqlite, from_parquet, obj=name)
-    pd.testing.assert_frame_equal(pd.read_parquet(paths["warranty_claims"]).drop(columns=["part_numbers",
-                                                                                           "labour_op_codes"]),
-                                  raw.warranty_claims.drop(columns=["part_numbers", "labour_op_codes"]))
+    lists = ["part_numbers", "labour_op_codes"]
+    pd.testing.assert_frame_equal(pd.read_parquet(paths["warranty_claims"]).drop(columns=lists),
+                                  raw.warranty_claims.drop(columns=lists))
 
 
 def test_a_failed_write_leaves_the_previous_files_in_place(raw, sessions, tmp_path, monkeypatch):
@@ -498,8 +514,9 @@ def test_parquet_columns_agree_with_the_bigquery_ddl(raw, tmp_path):
     paths = write_raw_sources(raw, tmp_path)
     for name in TABLE_NAMES:
         schema = pq.read_schema(paths[name])
-        assert declared[name] == [(f.name, bigquery_type[f.type], not f.nullable and not pa.types.is_list(f.type))
-                                  for f in schema], name
+        expected = [(f.name, bigquery_type[f.type], not f.nullable and not pa.types.is_list(f.type))
+                    for f in schema]
+        assert declared[name] == expected, name
 
 
 def test_cli_raw_writes_the_raw_sources_instead_of_the_spans(tmp_path, capsys):
@@ -510,7 +527,8 @@ def test_cli_raw_writes_the_raw_sources_instead_of_the_spans(tmp_path, capsys):
     expected = raw_sources(generate_sessions(rows=400, seed=3, spans=4), seed=3)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "parquet" / "part_reference.parquet"),
                                   expected.part_reference)
-    assert len(pd.read_parquet(tmp_path / "parquet" / "warranty_claims.parquet")) == len(expected.warranty_claims)
+    claims = pd.read_parquet(tmp_path / "parquet" / "warranty_claims.parquet")
+    assert len(claims) == len(expected.warranty_claims)
     assert len(_read_sqlite(tmp_path / "raw_sources.sqlite", "diagnostic_sessions")) == len(
         expected.diagnostic_sessions)
     output = capsys.readouterr().out
