@@ -1,6 +1,6 @@
 """The `repairml` command: one entry point to every user-facing operation.
 
-  repairml data generate --rows N --seed S --out DIR [--spans K]
+  repairml data generate --rows N --seed S --out DIR [--spans K] [--raw]
   repairml init --data PATTERN --label COLUMN [--id COLUMN] [--out configs/NAME.yaml] [--force]
   repairml run [--config PATH] [--summary PATH]
   repairml schema diff [--config PATH]

@@ -7,6 +7,11 @@ gives the exact label probabilities the best possible model would predict.
 main is `repairml data generate`. A row holds the vehicle, the observed DTCs,
 symptoms and sensor readings, and the warranty outcome (repair_labels); the
 latent faults are not written.
+
+`repairml data generate ... --raw` writes, instead of the joined spans, the raw
+diagnostics and warranty sources the data collection job joins back into them
+(raw_sources.py): OUT/parquet/{table}.parquet and OUT/raw_sources.sqlite, with
+the default MessSettings and the same seed.
 """
 from __future__ import annotations
 
@@ -56,6 +61,7 @@ from data.process import (
     noisy_or,
     sensor_means,
 )
+from data.raw_sources import RawSources, raw_sources, write_raw_sources
 
 __all__ = [
     "LABELS", "CATEGORICAL_FEATURES", "NUMERIC_FEATURES", "MULTIVALENT_FEATURES", "LABEL_COLUMN",
@@ -253,7 +259,10 @@ EXIT_USAGE = 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`repairml data generate`: writes sessions as parquet spans; returns the exit code.
+    """`repairml data generate`: writes sessions as parquet spans, or with --raw the raw sources.
+
+    Returns the exit code. Return visits (two sessions of one car) need sessions
+    on different days, so a --raw data set with one span has none.
 
     Bad arguments or an unwritable output folder print a message on stderr and
     return 2.
@@ -261,12 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="repairml data generate",
         description="Write synthetic diagnostic sessions to OUT/span-K/sessions.parquet, "
-                    "one folder per daily span.",
+                    "one folder per daily span; with --raw, the raw diagnostics and warranty "
+                    "sources they are joined from.",
     )
     parser.add_argument("--rows", type=int, required=True, help="number of sessions (> 0)")
     parser.add_argument("--seed", type=int, required=True, help="random seed (>= 0); same seed, same data")
     parser.add_argument("--out", required=True, help="output folder, created if missing")
     parser.add_argument("--spans", type=int, default=1, help="number of daily spans, 1..rows (default 1)")
+    parser.add_argument("--raw", action="store_true",
+                        help="write the raw diagnostics and warranty sources (OUT/parquet/*.parquet and "
+                             "OUT/raw_sources.sqlite) instead of the joined spans")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_request:  # argparse has printed the usage error or the help
@@ -281,16 +294,34 @@ def main(argv: list[str] | None = None) -> int:
     try:
         Path(args.out).mkdir(parents=True, exist_ok=True)  # fail before generating, not after
         frame = generate_sessions(rows=args.rows, seed=args.seed, spans=args.spans)
-        paths = write_spans(frame, args.out)
+        if args.raw:
+            raw = raw_sources(frame, seed=args.seed)
+            _print_raw_summary(raw, write_raw_sources(raw, args.out))
+        else:
+            _print_spans_summary(frame, write_spans(frame, args.out))
     except OSError as error:
         return _usage_error(f"cannot write to --out {args.out!r}: {error.strerror or error}. "
                             f"Choose a folder you can write to.")
+    return 0
 
+
+def _print_spans_summary(frame: pd.DataFrame, paths: list[str]) -> None:
     for path, rows in zip(paths, frame.groupby("span").size()):
         print(f"wrote {rows} sessions to {path}")
     print(f"generated {len(frame)} sessions in {len(paths)} span(s): {len(LABELS)} labels, "
           f"{frame[LABEL_COLUMN].map(len).mean():.2f} labels per session on average")
-    return 0
+
+
+def _print_raw_summary(raw: RawSources, paths: dict[str, str]) -> None:
+    for name, frame in raw.tables().items():
+        print(f"wrote {len(frame)} rows of {name} to {paths[name]}")
+    print(f"wrote all {len(raw.tables())} tables to {paths['sqlite']}")
+    counts = raw.mess_counts
+    print(f"raw sources of {counts['sessions']} sessions: {counts['duplicate_uploads']} duplicate uploads, "
+          f"{counts['messy_codes']} misspelled codes, {counts['fahrenheit_uploads']} uploads in degF, "
+          f"{counts['return_visits']} return visits; {counts['valid_claims']} valid claims, "
+          f"{counts['resubmitted_duplicates']} resubmitted, {counts['cancelled_claims']} cancelled, "
+          f"{counts['orphan_claims']} orphans, {counts['superseded_part_lines']} superseded part lines")
 
 
 def _usage_error(message: str) -> int:
