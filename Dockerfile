@@ -62,6 +62,7 @@ COPY models/ models/
 COPY pipeline/ pipeline/
 COPY preprocessing/ preprocessing/
 COPY serving/ serving/
+COPY lineage/ lineage/
 RUN python -m pip install --no-cache-dir --disable-pip-version-check \
     --no-deps .
 
@@ -158,6 +159,7 @@ COPY models/ models/
 COPY pipeline/ pipeline/
 COPY preprocessing/ preprocessing/
 COPY serving/ serving/
+COPY lineage/ lineage/
 RUN python -m pip install --no-cache-dir --disable-pip-version-check \
     --no-deps . \
     && rm -rf build repairml.egg-info

@@ -18,6 +18,9 @@ setuptools.setup(
                  'lineage', 'lineage.*',
                  'serving.*']),
     py_modules=['cli', 'kubeflow_runner', 'local_runner'],
+    # The UI's page templates and the raw sources' BigQuery DDL.
+    package_data={'lineage': ['templates/*.html'],
+                  'data': ['raw_sources.sql']},
     # Dependencies are pinned in requirements.lock and installed from it.
     install_requires=[],
     entry_points={'console_scripts': ['repairml = cli:main']},

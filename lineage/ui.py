@@ -146,7 +146,7 @@ def create_app(config: Config, allowed_hosts: List[str]) -> Starlette:
     found = history()
     run = found.run(request.path_params['run_id'])
     outputs = {step.node_id: found.artifacts(
-        [i for ids in step.outputs.values() for i in ids])
+        sorted(i for ids in step.outputs.values() for i in ids))
                for step in run.steps.values()}
     return 'run.html', 200, {'run': run, 'graph': graph(run),
                              'outputs': outputs}

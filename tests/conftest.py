@@ -15,6 +15,7 @@ name)` keeps a page in test-artifacts/screenshots/). Both fail, not skip, when
 """
 
 import collections
+import functools
 import math
 import os
 import shutil
@@ -74,8 +75,11 @@ def _analyze(settings, schema, examples_path, output_dir, temp_dir):
   with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=temp_dir):
     transform_fn = (
         (pipeline | source.BeamSource(), source.TensorAdapterConfig())
+        # A partial of the importable function: Beam pickles it by name. A
+        # lambda here would be pickled with this module's globals, the
+        # session fixtures (a running browser among them) included.
         | tft_beam.AnalyzeDataset(
-            lambda inputs: preprocessing_fn(inputs, settings)))
+            functools.partial(preprocessing_fn, custom_config=settings)))
     _ = transform_fn | tft_beam.WriteTransformFn(output_dir)
     _ = (dataset_metadata.DatasetMetadata(schema)
          | tft_beam.WriteMetadata(

@@ -86,8 +86,10 @@ def test_from_the_runs_list_to_a_models_provenance(browser, ui_url, config,
   assert {n.get_attribute('data-state') for n in nodes} == {'complete'}
   chromium.save_screenshot(browser, 'lineage-ui-run')
 
-  browser.find_element(By.CSS_SELECTOR,
-                       '#step-Trainer a.artifact-link').click()
+  (model_link,) = [link for link in browser.find_elements(
+      By.CSS_SELECTOR, '#step-Trainer a.artifact-link')
+                    if link.text.startswith('Model #')]
+  model_link.click()
   assert browser.find_element(By.TAG_NAME, 'h1').text.startswith('Model #')
   upstream = ' '.join(' '.join(row) for row in _rows(browser, 'upstream'))
   assert 'TransformGraph' in upstream and 'Schema' in upstream
