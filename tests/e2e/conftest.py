@@ -1,13 +1,16 @@
 """The end-to-end workspace, shared by the pipeline and the lineage tests.
 
 It is built on first use: 3,000 generated sessions in two spans, a first run
-that pushes and a run on corrupted data that the data gate stops. The
-lineage tests fork it (`lineage_workspace`) and add a run with one
+that pushes, a run on corrupted data that the data gate stops, a run with one
 configuration key changed and one forced not to bless. Further runs are the
 tests' own.
+
+The pipeline tests (test_local_pipeline.py) assert on the store's history:
+which blessing an identical rerun repeats. The lineage tests only add runs,
+and find theirs by id. So the pipeline tests run first.
 """
 
-import shutil
+from pathlib import Path
 
 import pytest
 from pipeline_runs import CHANGED_KEY, write_config, write_corrupted_sessions
@@ -15,6 +18,20 @@ from pipeline_runs import CHANGED_KEY, write_config, write_corrupted_sessions
 import local_runner
 from data.generator import generate_sessions, write_spans
 from pipeline.config import load_config
+
+E2E_DIR = Path(__file__).resolve().parent
+RUN_FIRST = 'test_local_pipeline.py'
+
+
+def pytest_collection_modifyitems(items):
+  """Puts this folder's pipeline tests before its other tests, each group in
+  its own order; tests elsewhere keep their places."""
+  slots = [i for i, item in enumerate(items)
+           if Path(item.path).parent == E2E_DIR]
+  ordered = sorted((items[i] for i in slots),
+                   key=lambda item: Path(item.path).name != RUN_FIRST)
+  for slot, item in zip(slots, ordered):
+    items[slot] = item
 
 
 @pytest.fixture(scope='session')
@@ -47,35 +64,20 @@ def anomaly_run(first_run, workspace):
 
 
 @pytest.fixture(scope='session')
-def lineage_workspace(first_run, anomaly_run, workspace, tmp_path_factory):
-  """A fork of the workspace after its first and corrupted-data runs: a copy
-  of its ML Metadata store and serving directory (the artifacts stay where
-  they are), so that the lineage tests' own runs change neither the history
-  the pipeline tests see nor theirs. Its first.yaml is the first run's
-  configuration, pointed at the fork."""
-  fork = tmp_path_factory.mktemp('lineage')
-  shutil.copy(workspace / 'metadata.sqlite', fork / 'metadata.sqlite')
-  shutil.copytree(workspace / 'serving', fork / 'serving')
-  write_config(fork, 'first', str(workspace / 'sessions'))
-  return fork
-
-
-@pytest.fixture(scope='session')
-def changed_key_run(lineage_workspace, workspace):
-  """In the fork: the first run's configuration with one key changed."""
+def changed_key_run(first_run, workspace):
+  """The first run's configuration with one key changed."""
   section, key = CHANGED_KEY.split('.')
-  path = write_config(lineage_workspace, 'changed',
-                      str(workspace / 'sessions'), log_name='first',
-                      **{section: {key: 0.02}})
+  path = write_config(workspace, 'changed', str(workspace / 'sessions'),
+                      log_name='first', **{section: {key: 0.02}})
   return path, local_runner.run_pipeline(load_config(path))
 
 
 @pytest.fixture(scope='session')
-def unblessable_run(lineage_workspace, workspace):
-  """In the fork: the first run's model judged against floors it cannot
-  reach, overall and on every slice of 100+ test sessions."""
-  path = write_config(lineage_workspace, 'unblessable',
-                      str(workspace / 'sessions'), log_name='first',
+def unblessable_run(first_run, workspace):
+  """The first run's model judged against floors it cannot reach, overall
+  and on every slice of 100+ test sessions."""
+  path = write_config(workspace, 'unblessable', str(workspace / 'sessions'),
+                      log_name='first',
                       evaluation={'macro_f1_lower_bound': 0.99,
                                   'slice_macro_f1_floor': 0.99})
   return path, local_runner.run_pipeline(load_config(path))

@@ -30,14 +30,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
 
 def test_runs_lists_every_run_newest_first_with_its_status(
     capfd, first_run, anomaly_run, changed_key_run, unblessable_run,
-    lineage_workspace):
+    workspace):
   config, first, _ = first_run
   _, changed = changed_key_run
   _, unblessable = unblessable_run
   with open(anomaly_run[1], encoding='utf-8') as f:
     anomaly_id = json.load(f)['run_id']
 
-  code, runs = repairml(capfd, str(lineage_workspace / 'first.yaml'),
+  code, runs = repairml(capfd, str(workspace / 'first.yaml'),
                         'runs')
 
   assert code == 0
@@ -63,10 +63,10 @@ def test_runs_lists_every_run_newest_first_with_its_status(
 
 
 def test_lineage_latest_names_the_spans_schema_hyperparameters_code_and_metrics(
-    capfd, first_run, changed_key_run, unblessable_run, lineage_workspace):
+    capfd, first_run, changed_key_run, unblessable_run, workspace):
   config, first, _ = first_run
 
-  code, card = repairml(capfd, str(lineage_workspace / 'first.yaml'), 'lineage',
+  code, card = repairml(capfd, str(workspace / 'first.yaml'), 'lineage',
                         'latest')
 
   assert code == 0
@@ -105,17 +105,17 @@ def test_lineage_latest_names_the_spans_schema_hyperparameters_code_and_metrics(
   # The same card by serving version, by model artifact id and by run id.
   for name in (version, f'artifact:{served["model_artifact_id"]}',
                first.run_id):
-    code, again = repairml(capfd, str(lineage_workspace / 'first.yaml'),
+    code, again = repairml(capfd, str(workspace / 'first.yaml'),
                            'lineage', name)
     assert code == 0 and again['model'] == card['model'], name
 
 
 def test_diff_shows_exactly_the_changed_key(capfd, first_run,
-                                            changed_key_run, lineage_workspace):
+                                            changed_key_run, workspace):
   _, first, _ = first_run
   _, changed = changed_key_run
 
-  code, diff = repairml(capfd, str(lineage_workspace / 'first.yaml'), 'diff',
+  code, diff = repairml(capfd, str(workspace / 'first.yaml'), 'diff',
                         first.run_id, changed.run_id)
 
   assert code == 0
@@ -127,12 +127,12 @@ def test_diff_shows_exactly_the_changed_key(capfd, first_run,
 
 
 def test_diff_measures_the_drift_of_the_data(capfd, first_run, anomaly_run,
-                                             lineage_workspace):
+                                             workspace):
   _, first, _ = first_run
   with open(anomaly_run[1], encoding='utf-8') as f:
     anomaly_id = json.load(f)['run_id']
 
-  code, diff = repairml(capfd, str(lineage_workspace / 'first.yaml'), 'diff',
+  code, diff = repairml(capfd, str(workspace / 'first.yaml'), 'diff',
                         first.run_id, anomaly_id)
 
   assert code == 0
@@ -146,10 +146,10 @@ def test_diff_measures_the_drift_of_the_data(capfd, first_run, anomaly_run,
 
 
 def test_why_explains_a_run_that_was_not_blessed_down_to_rule_and_slice(
-    capfd, unblessable_run, lineage_workspace):
+    capfd, unblessable_run, workspace):
   _, summary = unblessable_run
 
-  code, why = repairml(capfd, str(lineage_workspace / 'first.yaml'), 'why',
+  code, why = repairml(capfd, str(workspace / 'first.yaml'), 'why',
                        summary.run_id)
 
   assert code == 0
@@ -170,7 +170,7 @@ def test_why_explains_a_run_that_was_not_blessed_down_to_rule_and_slice(
 
   capfd.readouterr()
   assert cli.main(['why', summary.run_id, '--config',
-                   str(lineage_workspace / 'first.yaml')]) == 0
+                   str(workspace / 'first.yaml')]) == 0
   text = capfd.readouterr().out
   assert 'NOT BLESSED' in text and 'FAIL  macro_f1 >= lower bound' in text
 
@@ -192,15 +192,15 @@ def test_why_explains_the_run_the_data_gate_stopped(capfd, anomaly_run):
 
 
 def test_why_names_the_failed_step_and_its_last_error_lines(capfd, first_run,
-                                                           lineage_workspace):
-  broken = lineage_workspace / 'broken' / 'span-0'
+                                                           workspace):
+  broken = workspace / 'broken' / 'span-0'
   broken.mkdir(parents=True)
   (broken / 'sessions.parquet').write_bytes(b'these bytes are not parquet')
-  path = write_config(lineage_workspace, 'broken',
-                      str(lineage_workspace / 'broken'))
+  path = write_config(workspace, 'broken',
+                      str(workspace / 'broken'))
   # A process of its own, as a user runs it: its log file gets everything
   # the libraries print (in this process, pytest captures their logging).
-  summary_path = lineage_workspace / 'broken_summary.json'
+  summary_path = workspace / 'broken_summary.json'
   ran = subprocess.run([sys.executable, os.path.join(ROOT, 'local_runner.py'),
                         '--config', path, '--summary', str(summary_path)],
                        cwd=ROOT, capture_output=True, text=True, check=False)
@@ -218,8 +218,8 @@ def test_why_names_the_failed_step_and_its_last_error_lines(capfd, first_run,
 
 
 def test_unknown_runs_and_models_are_clear_errors(capfd, first_run,
-                                                  lineage_workspace):
-  config_path = str(lineage_workspace / 'first.yaml')
+                                                  workspace):
+  config_path = str(workspace / 'first.yaml')
   for args, expected in ((['why', 'no-such-run'], "no run 'no-such-run'"),
                          (['lineage', '999'], 'no serving version 999'),
                          (['lineage', 'artifact:1'], 'no Model artifact')):
@@ -229,7 +229,7 @@ def test_unknown_runs_and_models_are_clear_errors(capfd, first_run,
     assert expected in err and 'Traceback' not in err, err
 
 
-def test_reproduce_refuses_another_commit(capfd, first_run, lineage_workspace,
+def test_reproduce_refuses_another_commit(capfd, first_run, workspace,
                                           monkeypatch):
   _, first, _ = first_run
   real = run_provenance.provenance_of_checkout()
@@ -237,12 +237,12 @@ def test_reproduce_refuses_another_commit(capfd, first_run, lineage_workspace,
                       lambda *_: {**real, 'commit': 'f' * 40, 'dirty': False})
 
   code = cli.main(['reproduce', first.run_id, '--config',
-                   str(lineage_workspace / 'first.yaml')])
+                   str(workspace / 'first.yaml')])
 
   err = capfd.readouterr().err
   assert code == 2
   assert f'but {"f" * 40} is checked out' in err and 'Traceback' not in err
-  assert not os.path.exists(lineage_workspace / 'reproduce')
+  assert not os.path.exists(workspace / 'reproduce')
 
 
 def test_reproduce_refuses_data_that_changed_since_the_run(anomaly_run):
@@ -271,18 +271,18 @@ def test_reproduce_refuses_data_that_changed_since_the_run(anomaly_run):
 
 
 def test_reproduce_matches_the_recorded_metrics_within_the_tolerance(
-    capfd, first_run, lineage_workspace):
+    capfd, first_run, workspace):
   from lineage.history import History  # pylint: disable=g-import-not-at-top
   from pipeline import metadata_store  # pylint: disable=g-import-not-at-top
   _, first, _ = first_run
-  config = load_config(str(lineage_workspace / 'first.yaml'))
+  config = load_config(str(workspace / 'first.yaml'))
   history = History(metadata_store.open_store(config, read_only=True),
                     config.pipeline_name)
   # A work tree with uncommitted changes is refused for that reason alone;
   # the test then forces, as a user would.
   reasons = reproduce.refusals(history, history.run(first.run_id))
   assert all('uncommitted changes' in reason for reason in reasons), reasons
-  root = lineage_workspace / 'reproduction'
+  root = workspace / 'reproduction'
   before = metadata_store.checksum(config)
 
   code = cli.main(['reproduce', first.run_id, '--config',

@@ -1,5 +1,5 @@
 """End to end: `repairml ui` in a real headless Chromium, over the real runs
-of the e2e lineage_workspace (conftest.py).
+of the e2e workspace (conftest.py).
 
 The UI is served by uvicorn on 127.0.0.1, as `repairml ui` serves it; the
 browser clicks from the runs list through to a model's provenance card, a
@@ -30,13 +30,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
 
 @pytest.fixture(scope='module')
 def config(first_run, anomaly_run, changed_key_run, unblessable_run,
-           lineage_workspace):
-  return load_config(str(lineage_workspace / 'first.yaml'))
+           workspace):
+  return load_config(str(workspace / 'first.yaml'))
 
 
 @pytest.fixture(scope='module')
 def ui_url(config):
-  """The UI over the lineage_workspace's store, as `repairml ui` serves it."""
+  """The UI over the workspace's store, as `repairml ui` serves it."""
   app = ui.create_app(config, ui.hosts_for('127.0.0.1'))
   with chromium.serving(app) as url:
     yield url
