@@ -160,6 +160,7 @@ class History:
     self._node_of: Optional[Dict[int, str]] = None
     self._types: Dict[int, str] = {}
     self._runs: Optional[List[Run]] = None
+    self._step_of: Optional[Dict[int, Tuple[str, Step]]] = None
 
   # Runs ------------------------------------------------------------------
 
@@ -272,23 +273,25 @@ class History:
     (artifact_type,) = self.store.get_artifact_types_by_id([artifact.type_id])
     return artifact_utils.deserialize_artifact(artifact_type, artifact)
 
+  def _steps(self) -> Dict[int, Tuple[str, Step]]:
+    """execution id -> (run id, step), for every run of the pipeline."""
+    if self._step_of is None:
+      self._step_of = {step.execution_id: (run.run_id, step)
+                       for run in self.runs() for step in run.steps.values()}
+    return self._step_of
+
   def neighbours(self, artifact_id: int) -> Dict[str, List[Dict[str, Any]]]:
     """The executions that wrote and read `artifact_id`: {'producers':
     [...], 'consumers': [...]}, each {execution_id, node_id, state, run_id}."""
-    events = self.store.get_events_by_artifact_ids([artifact_id])
-    nodes = self._nodes()
-    run_of = {}
-    for run in self.runs():
-      for step in run.steps.values():
-        run_of[step.execution_id] = (run.run_id, step)
+    step_of = self._steps()
     found = {'producers': [], 'consumers': []}
-    for event in events:
-      if event.execution_id not in nodes:
+    for event in self.store.get_events_by_artifact_ids([artifact_id]):
+      if event.execution_id not in step_of:   # another pipeline's
         continue
-      run_id, step = run_of.get(event.execution_id, (None, None))
+      run_id, step = step_of[event.execution_id]
       side = ('producers' if event.type in _OUTPUT_EVENTS else
               'consumers' if event.type in _INPUT_EVENTS else None)
-      if side and step is not None:
+      if side:
         found[side].append({'execution_id': event.execution_id,
                             'node_id': step.node_id, 'state': step.state,
                             'run_id': run_id, 'step': step})
@@ -297,8 +300,7 @@ class History:
   def producer(self, artifact_id: int) -> Optional[Tuple[str, Step]]:
     """(run id, step) of the execution that computed `artifact_id`: not a
     cached step that only handed it on."""
-    producers = self.neighbours(artifact_id)['producers']
-    computed = [p for p in producers if p['state'] != 'cached'] or producers
+    computed = _computing(self.neighbours(artifact_id)['producers'])
     if not computed:
       return None
     first = min(computed, key=lambda p: p['execution_id'])
@@ -320,8 +322,7 @@ class History:
       for artifact_id in frontier:
         executions = self.neighbours(artifact_id)[side]
         if side == 'producers':   # the computation, not the cache hits
-          executions = [e for e in executions if e['state'] != 'cached'] or (
-              executions)
+          executions = _computing(executions)
         for entry in executions:
           if entry['execution_id'] in seen_executions:
             continue
@@ -337,6 +338,12 @@ class History:
                         'artifacts': self.artifacts(ids)})
       frontier = following
     return found
+
+
+def _computing(producers: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+  """The producers that computed an artifact, not the cached steps that
+  handed it on; all of them if every one was a cache hit."""
+  return [p for p in producers if p['state'] != 'cached'] or producers
 
 
 def _failure(execution) -> str:
