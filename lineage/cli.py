@@ -31,6 +31,22 @@ class _OneLineErrors(argparse.ArgumentParser):
     self.exit(USAGE_ERROR, f'{self.prog}: {message}\n')
 
 
+def _count(text: str) -> int:
+  """--limit: a whole number, 0 or more."""
+  if not text.isdigit():
+    raise argparse.ArgumentTypeError(f'a whole number of runs (0 for all), '
+                                     f'got {text!r}')
+  return int(text)
+
+
+def _port(text: str) -> int:
+  """--port: 1 to 65535."""
+  if not text.isdigit() or not 1 <= int(text) <= 65535:
+    raise argparse.ArgumentTypeError(f'a port number from 1 to 65535, got '
+                                     f'{text!r}')
+  return int(text)
+
+
 def _parser(command: str, description: str) -> argparse.ArgumentParser:
   parser = _OneLineErrors(prog=f'repairml {command}', description=description)
   parser.add_argument('--config', default=DEFAULT_CONFIG_PATH,
@@ -63,8 +79,8 @@ def parse(command: str, argv: List[str]) -> argparse.Namespace:
   if command != 'ui':
     _with_json(parser)
   if command == 'runs':
-    parser.add_argument('--limit', type=int, default=0,
-                        help='show only the newest N runs')
+    parser.add_argument('--limit', type=_count, default=0,
+                        help='show only the newest N runs (0: all)')
     parser.add_argument('--vertex', action='store_true',
                         help='read Vertex ML Metadata (the configuration\'s '
                         'vertex section) instead of the local store')
@@ -89,7 +105,7 @@ def parse(command: str, argv: List[str]) -> argparse.Namespace:
                         help='run even when the commit, the lock or the data '
                         'differ from the recorded ones')
   else:
-    parser.add_argument('--port', type=int, default=8080)
+    parser.add_argument('--port', type=_port, default=8080)
     parser.add_argument('--host', default='127.0.0.1',
                         help='the address to listen on (default: %(default)s,'
                         ' this machine only)')

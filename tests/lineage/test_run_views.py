@@ -1,7 +1,11 @@
 """The views of one run: its log's last error lines, its component graph,
-and the key paths a diff compares."""
+and the key paths a diff compares; and the commands' malformed options."""
 
 import json
+
+import pytest
+
+import cli
 
 from lineage import diff, ui, why
 from lineage.history import Run, Step
@@ -66,3 +70,18 @@ def test_a_configuration_diff_names_key_paths():
   assert diff.changed(before, after) == [
       {'key': 'slices', 'a': [['country']], 'b': [['country'], ['dtcs']]},
       {'key': 'training.learning_rate', 'a': 0.003, 'b': 0.01}]
+
+
+@pytest.mark.parametrize('args, expected', [
+    (['runs', '--limit', '-1'], 'a whole number of runs'),
+    (['runs', '--limit', 'all'], 'a whole number of runs'),
+    (['ui', '--port', '99999'], 'a port number from 1 to 65535'),
+    (['ui', '--port', '0'], 'a port number from 1 to 65535'),
+])
+def test_malformed_options_are_one_line_errors(args, expected, capfd):
+  with pytest.raises(SystemExit) as exit_code:
+    cli.main(args)
+  err = capfd.readouterr().err
+  assert exit_code.value.code == 2
+  assert expected in err and 'Traceback' not in err
+  assert len(err.strip().splitlines()) == 1
