@@ -20,6 +20,7 @@ import yaml
 from pydantic import AfterValidator, ConfigDict, Field, field_validator
 from pydantic import model_validator
 
+from collection.rules import CollectionRules, RulesError
 from pipeline import bigquery_values
 
 DEFAULT_CONFIG_PATH = 'configs/local.yaml'
@@ -406,6 +407,51 @@ def _beam_argument(arg: str) -> str:
   return arg
 
 
+class Spark(_Section):
+  """Where the collection job's Spark runs locally: its own Python 3.12
+  environment (make spark-env), as on Dataproc Serverless."""
+  master: str = 'local[*]'
+  python: str = '.venv-spark/bin/python'
+  driver_memory: str = '2g'
+
+
+def _collection_rules(raw: Any) -> Dict[str, Any]:
+  """The rules as collection/rules.py reads them; checked on load."""
+  if not isinstance(raw, dict):
+    raise ValueError(f'must be a mapping of rule names to values, got {raw!r}.')
+  try:
+    return CollectionRules.from_dict(raw).to_dict()
+  except RulesError as e:
+    raise _Invalid((e.key,), e.problem + '.') from None
+  except TypeError as e:
+    raise ValueError(str(e)) from None
+
+
+class Collection(_Section):
+  """The data collection job (collection/): the raw sources it reads, the
+  spans and exploration table it writes, and its join and cleaning rules."""
+  # Locally, the folder `repairml data generate --raw` wrote (its parquet/).
+  raw: str = 'data/raw'
+  # The spans (span-K/sessions.parquet) and their manifest.json; '' is
+  # data.root, where the modeling pipeline reads them.
+  spans: str = ''
+  # Locally a DuckDB file, holding the table `collected_sessions`.
+  exploration_table: str = 'data/collected.duckdb'
+  # Span K holds the sessions of the day span_epoch + K.
+  span_epoch: str = Field('2026-01-01', pattern=r'^\d{4}-\d{2}-\d{2}$')
+  # The job's parameters, by default ('' = no bound, every car model).
+  date_from: str = ''
+  date_to: str = ''
+  car_model: str = ''
+  rules: Annotated[Dict[str, Any], AfterValidator(_collection_rules)] = Field(
+      default_factory=lambda: CollectionRules().to_dict())
+  spark: Spark = Field(default_factory=Spark)
+
+  @property
+  def collection_rules(self) -> CollectionRules:
+    return CollectionRules.from_dict(self.rules)
+
+
 # The `schema` key shadows BaseModel.schema(), pydantic v1's deprecated name
 # for model_json_schema(), which nothing calls; the key stays what users write.
 warnings.filterwarnings(
@@ -430,6 +476,7 @@ class Config(_Section):
   serving: Serving = Field(default_factory=Serving)
   beam_args: List[Annotated[str, AfterValidator(_beam_argument)]] = Field(
       default_factory=list)
+  collection: Collection = Field(default_factory=Collection)
   vertex: Optional[Vertex] = None  # set: the run is compiled for Vertex AI
   source_path: str = '<memory>'
 
@@ -693,4 +740,20 @@ def _with_absolute_paths(config: Config) -> Config:
           'root': _absolute(config.data.root) if config.data.root else ''}),
       'paths': paths.model_copy(update={
           name: _absolute(getattr(paths, name)) for name in Paths.model_fields}),
+      'collection': _collection_paths(config),
+  })
+
+
+def _collection_paths(config: Config) -> Collection:
+  """The collection's local paths made absolute; spans '' becomes data.root.
+  A BigQuery exploration table (project.dataset.table) stays as it is."""
+  collection = config.collection
+  table = collection.exploration_table
+  local_table = table.endswith('.duckdb') or os.sep in table
+  return collection.model_copy(update={
+      'raw': _absolute(collection.raw),
+      'spans': _absolute(collection.spans or config.data.root or '.'),
+      'exploration_table': _absolute(table) if local_table else table,
+      'spark': collection.spark.model_copy(update={
+          'python': _absolute(collection.spark.python)}),
   })
