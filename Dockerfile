@@ -63,6 +63,7 @@ COPY pipeline/ pipeline/
 COPY preprocessing/ preprocessing/
 COPY serving/ serving/
 COPY lineage/ lineage/
+COPY collection/ collection/
 RUN python -m pip install --no-cache-dir --disable-pip-version-check \
     --no-deps .
 
@@ -160,6 +161,7 @@ COPY pipeline/ pipeline/
 COPY preprocessing/ preprocessing/
 COPY serving/ serving/
 COPY lineage/ lineage/
+COPY collection/ collection/
 RUN python -m pip install --no-cache-dir --disable-pip-version-check \
     --no-deps . \
     && rm -rf build repairml.egg-info

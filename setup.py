@@ -15,12 +15,14 @@ setuptools.setup(
     packages=setuptools.find_packages(
         include=['data', 'data.*', 'models', 'models.*', 'pipeline',
                  'pipeline.*', 'preprocessing', 'preprocessing.*', 'serving',
-                 'lineage', 'lineage.*',
+                 'lineage', 'lineage.*', 'collection', 'collection.*',
                  'serving.*']),
     py_modules=['cli', 'kubeflow_runner', 'local_runner'],
-    # The UI's page templates and the raw sources' BigQuery DDL.
+    # The UI's page templates, the raw sources' BigQuery DDL and the
+    # collection's selection SQL.
     package_data={'lineage': ['templates/*.html'],
-                  'data': ['raw_sources.sql']},
+                  'data': ['raw_sources.sql'],
+                  'collection': ['sql/*.sql']},
     # Dependencies are pinned in requirements.lock and installed from it.
     install_requires=[],
     entry_points={'console_scripts': ['repairml = cli:main']},
