@@ -443,6 +443,9 @@ class Collection(_Section):
   date_from: str = ''
   date_to: str = ''
   car_model: str = ''
+  # Without dates: 0 collects every day of the source; N > 0 the N days up
+  # to yesterday, UTC (collection/dates.py), as a daily schedule does.
+  window_days: int = Field(0, ge=0)
   rules: Annotated[Dict[str, Any], AfterValidator(_collection_rules)] = Field(
       default_factory=lambda: CollectionRules().to_dict())
   spark: Spark = Field(default_factory=Spark)
