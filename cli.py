@@ -1,6 +1,7 @@
 """The `repairml` command: one entry point to every user-facing operation.
 
   repairml data generate --rows N --seed S --out DIR [--spans K] [--raw]
+  repairml collect [--config PATH] [--date-from D] [--date-to D] [--car-model M]
   repairml init --data PATTERN --label COLUMN [--id COLUMN] [--out configs/NAME.yaml] [--force]
   repairml run [--config PATH] [--summary PATH]
   repairml schema diff [--config PATH]
@@ -28,6 +29,8 @@ from typing import List, Optional
 
 COMMANDS = {
     ('data', 'generate'): 'write a synthetic diagnostic-session data set',
+    ('collect',): 'collect the raw diagnostics and warranty sources into '
+                  'daily spans (the data collection pipeline)',
     ('init',): 'write a configuration and a schema for a new table',
     ('run',): 'run the whole pipeline locally',
     ('schema', 'diff'): 'diff the schema SchemaGen proposes against the '
@@ -124,6 +127,9 @@ def main(argv: Optional[List[str]] = None) -> int:
       if words == ('data', 'generate'):
         from data import generator  # pylint: disable=g-import-not-at-top
         return generator.main(rest)
+      if words == ('collect',):
+        from collection import cli as collection_cli  # pylint: disable=g-import-not-at-top
+        return collection_cli.main(rest)
       if words == ('init',):
         from pipeline import new_table  # pylint: disable=g-import-not-at-top
         return new_table.main(rest)
