@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from calibration import assert_calibrated as _assert_calibrated
 from data import process
 from data.generator import (
     CATEGORICAL_FEATURES,
@@ -59,28 +60,6 @@ def _multi_hot(label_lists) -> np.ndarray:
 def _log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
     probabilities = np.clip(probabilities, 1e-12, 1 - 1e-12)
     return float(-np.mean(np.where(labels, np.log(probabilities), np.log1p(-probabilities))))
-
-
-def _assert_calibrated(probabilities: np.ndarray, labels: np.ndarray, bin_edges, what: str) -> None:
-    """Per bin of predicted probability, the observed label rate matches the mean prediction.
-
-    probabilities and labels are [rows, cells]. The tolerance is 4 standard errors
-    plus 0.005; the standard error is clustered by row, because the labels of one
-    session are correlated (an operation and its parts).
-    """
-    bin_of = np.digitize(probabilities, bin_edges[1:-1])
-    for b in range(len(bin_edges) - 1):
-        in_bin = bin_of == b
-        cells = in_bin.sum()
-        if cells < 200:
-            continue
-        residual_per_row = np.where(in_bin, labels - probabilities, 0.0).sum(axis=1)
-        standard_error = np.sqrt(np.sum(residual_per_row**2)) / cells
-        observed, predicted = labels[in_bin].mean(), probabilities[in_bin].mean()
-        assert abs(observed - predicted) <= 4 * standard_error + 0.005, (
-            f"{what}, bin [{bin_edges[b]:.4f}, {bin_edges[b + 1]:.4f}): observed rate {observed:.4f} "
-            f"vs mean posterior {predicted:.4f} over {cells} cells (se {standard_error:.4f})"
-        )
 
 
 # --- The generated frame -----------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The end-to-end workspace, shared by the pipeline and the lineage tests.
 
-It is built on first use: 3,000 generated sessions in two spans, a first run
-that pushes, a run on corrupted data that the data gate stops, a run with one
+It is built on first use: the raw sources of 3,000 generated sessions in two
+spans, collected into spans by `repairml collect` (the Spark job included), a
+first run on them that pushes, a run on corrupted data that the data gate stops, a run with one
 configuration key changed and one forced not to bless. Further runs are the
 tests' own.
 
@@ -13,10 +14,13 @@ and find theirs by id. So the pipeline tests run first.
 from pathlib import Path
 
 import pytest
-from pipeline_runs import CHANGED_KEY, write_config, write_corrupted_sessions
+from pipeline_runs import CHANGED_KEY, GENERATED, collection_config
+from pipeline_runs import write_config, write_corrupted_sessions
 
 import local_runner
-from data.generator import generate_sessions, write_spans
+from collection import cli as collection_cli
+from data.generator import generate_sessions
+from data.raw_sources import raw_sources, write_raw_sources
 from pipeline.config import load_config
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -36,8 +40,12 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope='session')
 def workspace(tmp_path_factory):
+  """WORKSPACE/raw: the raw sources; WORKSPACE/sessions: the collected spans
+  and their manifest; WORKSPACE/collected.duckdb: the exploration table."""
   root = tmp_path_factory.mktemp('e2e')
-  write_spans(generate_sessions(3000, seed=5, spans=2), root / 'sessions')
+  sessions = generate_sessions(**GENERATED)
+  write_raw_sources(raw_sources(sessions, seed=GENERATED['seed']), root / 'raw')
+  assert collection_cli.main(['--config', collection_config(root)]) == 0
   return root
 
 

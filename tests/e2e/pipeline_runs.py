@@ -57,6 +57,18 @@ def write_config(workspace, name: str, data_root: str, log_name: str = '',
   return str(path)
 
 
+# The workspace's sessions (conftest.py): their raw sources are collected.
+GENERATED = dict(rows=3000, seed=5, spans=2)
+
+
+def collection_config(workspace, name: str = 'collect', **collection) -> str:
+  """The configuration that collects WORKSPACE/raw into WORKSPACE/sessions
+  (the data root of every run's configuration) and WORKSPACE/collected.duckdb."""
+  return write_config(workspace, name, str(workspace / 'sessions'), collection={
+      'raw': str(workspace / 'raw'),
+      'exploration_table': str(workspace / 'collected.duckdb'), **collection})
+
+
 def versions(serving_dir: str):
   return sorted(name for name in os.listdir(serving_dir) if name.isdigit())
 
