@@ -9,7 +9,10 @@ PY := $(VENV)/bin/python
 REPAIRML := $(VENV)/bin/repairml
 INSTALLED := $(VENV)/.installed
 CONFIG ?= configs/local.yaml
-# The default data set: 50,000 sessions in 4 daily spans.
+# The default data set: the raw diagnostics and warranty sources of 50,000
+# sessions over 4 days, in RAW_DIR (collection.raw), which `repairml collect`
+# turns into 4 daily spans in DATA_DIR (data.root).
+RAW_DIR ?= data/raw
 DATA_DIR ?= data/sessions
 ROWS ?= 50000
 SEED ?= 42
@@ -36,15 +39,16 @@ PYTHON310 := $(shell \
     ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 2>/dev/null | sort -V | tail -n 1; \
   fi)
 
-.PHONY: help install run data test test-fast test-services lock schema-diff clean \
+.PHONY: help install run raw data test test-fast test-services lock schema-diff clean \
   image push-image serving-image push-serving-image
 
 help:
-	@echo 'make run                 set up .venv, generate the default data, run the local pipeline'
+	@echo 'make run                 set up, generate the raw sources, collect them into spans, run the local pipeline'
 	@echo 'make test                set up .venv and run the whole test suite'
 	@echo 'make test-fast           the suite without the slow end-to-end tests'
 	@echo 'make test-services       install what the tests start: MariaDB, headless Chromium'
-	@echo 'make data                generate the default data set if it is missing'
+	@echo 'make raw                 generate the default raw sources if they are missing'
+	@echo 'make data                collect the raw sources into daily spans (repairml collect)'
 	@echo 'make schema-diff         diff the schema SchemaGen proposes against schema/schema.pbtxt'
 	@echo 'make lock                re-compile requirements.lock from requirements.in'
 	@echo 'make image               build the component image, tagged IMAGE_URI:<git commit>'
@@ -72,13 +76,19 @@ $(INSTALLED): requirements.lock setup.py
 
 install: $(INSTALLED)
 
-data: $(INSTALLED)
-	@if compgen -G '$(DATA_DIR)/span-*/*.parquet' >/dev/null; then \
-	  echo "==> data: using the sessions in $(DATA_DIR)"; \
+raw: $(INSTALLED)
+	@if [ -f '$(RAW_DIR)/parquet/diagnostic_sessions.parquet' ]; then \
+	  echo "==> raw: using the raw sources in $(RAW_DIR)"; \
 	else \
-	  echo "==> data: generating $(ROWS) sessions into $(DATA_DIR)"; \
-	  $(REPAIRML) data generate --rows $(ROWS) --seed $(SEED) --spans $(SPANS) --out $(DATA_DIR); \
+	  echo "==> raw: generating the raw sources of $(ROWS) sessions into $(RAW_DIR)"; \
+	  $(REPAIRML) data generate --rows $(ROWS) --seed $(SEED) --spans $(SPANS) --raw --out $(RAW_DIR); \
 	fi
+
+# Re-collecting is idempotent: spans whose content did not change stay as
+# they are, and so does the pipeline's cache of them.
+data: raw spark-env
+	@echo '==> collecting the raw sources into spans ($(CONFIG))'
+	@$(REPAIRML) collect --config $(CONFIG)
 
 run: data
 	@echo '==> running the pipeline ($(CONFIG))'
@@ -180,4 +190,4 @@ push-serving-image: serving-image
 	$(DOCKER) push $(SERVING_IMAGE_TAG)
 
 clean:
-	rm -rf $(VENV) runs $(DATA_DIR) *.egg-info
+	rm -rf $(VENV) runs $(RAW_DIR) $(DATA_DIR) data/collected.duckdb *.egg-info
