@@ -65,6 +65,13 @@ def card_text(card: Dict[str, Any]) -> str:
                  f'{source.get("root")}/{source.get("pattern")} '
                  f'({source.get("files")} files)')
     lines.append(f'  spans        {", ".join(source.get("spans") or []) or "-"}')
+    collected = source.get('collected') or {}
+    if collected:
+      complete = sum(1 for span in collected.values() if span.get('claims_complete'))
+      days = sorted(span.get('date') or '' for span in collected.values())
+      lines.append(f'  collected    {len(collected)} spans by repairml collect, '
+                   f'{days[0]}..{days[-1]}; claim window closed for '
+                   f'{complete} of {len(collected)}')
   lines.append(f'  fingerprint  {data["example_gen"].get("input_fingerprint") or "-"}')
   rows = data.get('rows') or {}
   lines.append('  rows         ' + (', '.join(f'{k} {v}' for k, v in

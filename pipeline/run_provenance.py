@@ -16,8 +16,11 @@ and reproduced from the store alone:
                           TFDV and Beam
   repairml_data_source    JSON: the source's format and, for files, the root,
                           the pattern, the spans (top folders) and the number
-                          of files it matched; for BigQuery, the table and
-                          the filter's values
+                          of files it matched, and for spans that
+                          `repairml collect` wrote their date, content
+                          fingerprint and claim completeness (its
+                          manifest); for BigQuery, the table and the
+                          filter's values
   repairml_rows           JSON {split: rows}, from StatisticsGen's statistics
   repairml_status         the run only: pushed, not_blessed, data_anomalies,
                           retired or failed
@@ -37,7 +40,7 @@ import importlib.metadata
 import json
 import os
 import subprocess
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from pipeline.config import Config
 
@@ -97,9 +100,31 @@ def data_source(config: Config) -> Dict[str, Any]:
   files = sorted(glob.glob(os.path.join(root, data.pattern)))
   spans = sorted({os.path.relpath(path, root).split(os.sep)[0]
                   for path in files if os.sep in os.path.relpath(path, root)})
-  return {'format': data.format, 'root': root, 'pattern': data.pattern,
-          'spans': spans, 'files': len(files),
-          'sample_fraction': data.sample_fraction}
+  source = {'format': data.format, 'root': root, 'pattern': data.pattern,
+             'spans': spans, 'files': len(files),
+             'sample_fraction': data.sample_fraction}
+  collected = _collected_spans(root, spans)
+  if collected:
+    source['collected'] = collected
+  return source
+
+
+def _collected_spans(root: str, spans: List[str]) -> Dict[str, Any]:
+  """{span folder: its date, content fingerprint and claim completeness},
+  from the manifest of `repairml collect` (collection/spans.py), if any."""
+  manifest_path = os.path.join(root, 'manifest.json')
+  if not os.path.isfile(manifest_path):
+    return {}
+  try:
+    with open(manifest_path, encoding='utf-8') as f:
+      manifest = json.load(f)
+    entries = {entry['file'].split('/')[0]: entry
+               for entry in manifest.get('spans', {}).values()}
+  except (OSError, ValueError, KeyError, AttributeError):
+    return {}
+  return {span: {name: entries[span].get(name) for name in
+                 ('date', 'content_fingerprint', 'claims_complete')}
+          for span in spans if span in entries}
 
 
 def rows_per_split(statistics) -> Dict[str, int]:

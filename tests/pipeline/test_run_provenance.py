@@ -94,3 +94,33 @@ def test_the_run_and_its_model_carry_it(tmp_path):
   assert run_provenance.read(two.custom_properties) == {
       **later, 'repairml_status': 'not_blessed'}
   assert run_provenance.read(artifact.custom_properties) == values
+
+
+def test_collected_spans_carry_their_manifest_entry(tmp_path):
+  for span in ('span-0', 'span-1'):
+    (tmp_path / span).mkdir()
+    (tmp_path / span / 'sessions.parquet').write_bytes(b'')
+  (tmp_path / 'manifest.json').write_text(json.dumps({'format': 1, 'spans': {
+      '0': {'file': 'span-0/sessions.parquet', 'date': '2026-01-01',
+            'content_fingerprint': 'ab12', 'claims_complete': True, 'rows': 3},
+      '7': {'file': 'span-7/sessions.parquet', 'date': '2026-01-08',
+            'content_fingerprint': 'cd34', 'claims_complete': False}}}))
+  config = load_config('configs/local.yaml')
+  config = config.model_copy(update={'data': config.data.model_copy(
+      update={'root': str(tmp_path)})})
+
+  source = run_provenance.data_source(config)
+
+  assert source['spans'] == ['span-0', 'span-1']
+  assert source['collected'] == {'span-0': {
+      'date': '2026-01-01', 'content_fingerprint': 'ab12',
+      'claims_complete': True}}
+
+
+def test_spans_without_a_manifest_record_no_collection(tmp_path):
+  (tmp_path / 'span-0').mkdir()
+  (tmp_path / 'span-0' / 'sessions.parquet').write_bytes(b'')
+  config = load_config('configs/local.yaml')
+  config = config.model_copy(update={'data': config.data.model_copy(
+      update={'root': str(tmp_path)})})
+  assert 'collected' not in run_provenance.data_source(config)
