@@ -1,6 +1,7 @@
 """The `repairml` command: one entry point to every user-facing operation.
 
   repairml data generate --rows N --seed S --out DIR [--spans K] [--raw]
+  repairml data report [--config PATH] [--output PATH]
   repairml collect [--config PATH] [--date-from D] [--date-to D] [--car-model M]
   repairml init --data PATTERN --label COLUMN [--id COLUMN] [--out configs/NAME.yaml] [--force]
   repairml run [--config PATH] [--summary PATH]
@@ -29,6 +30,8 @@ from typing import List, Optional
 
 COMMANDS = {
     ('data', 'generate'): 'write a synthetic diagnostic-session data set',
+    ('data', 'report'): 'the data-quality report (HTML) of the collected '
+                        'table',
     ('collect',): 'collect the raw diagnostics and warranty sources into '
                   'daily spans (the data collection pipeline)',
     ('init',): 'write a configuration and a schema for a new table',
@@ -127,6 +130,9 @@ def main(argv: Optional[List[str]] = None) -> int:
       if words == ('data', 'generate'):
         from data import generator  # pylint: disable=g-import-not-at-top
         return generator.main(rest)
+      if words == ('data', 'report'):
+        from collection import report  # pylint: disable=g-import-not-at-top
+        return report.main(rest)
       if words == ('collect',):
         from collection import cli as collection_cli  # pylint: disable=g-import-not-at-top
         return collection_cli.main(rest)

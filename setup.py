@@ -18,11 +18,11 @@ setuptools.setup(
                  'lineage', 'lineage.*', 'collection', 'collection.*',
                  'serving.*']),
     py_modules=['cli', 'kubeflow_runner', 'local_runner'],
-    # The UI's page templates, the raw sources' BigQuery DDL and the
-    # collection's selection SQL.
+    # The UI's page templates, the raw sources' BigQuery DDL, the
+    # collection's selection SQL and its report's template.
     package_data={'lineage': ['templates/*.html'],
                   'data': ['raw_sources.sql'],
-                  'collection': ['sql/*.sql']},
+                  'collection': ['sql/*.sql', 'templates/*.html']},
     # Dependencies are pinned in requirements.lock and installed from it.
     install_requires=[],
     entry_points={'console_scripts': ['repairml = cli:main']},
