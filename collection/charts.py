@@ -151,8 +151,9 @@ def column_chart(categories: Sequence[str], values: Sequence[float], *, title: s
 def histogram(edges: Sequence[float], counts: Sequence[float], *, title: str, x_label: str,
               y_label: str = "sessions", markers: Mapping[str, float] | None = None,
               plot_width: int = 300, plot_height: int = 110) -> str:
-    """Columns over the bins edges[i]..edges[i+1]; markers are labelled vertical lines at x values."""
-    if len(edges) != len(counts) + 1:
+    """Columns over the bins edges[i]..edges[i+1]; markers are labelled vertical lines at x values.
+    No edges and no counts draw empty axes (a column without values)."""
+    if (edges or counts) and len(edges) != len(counts) + 1:
         raise ValueError(f"{len(counts)} counts need {len(counts) + 1} bin edges, got {len(edges)}")
     left, top, bottom, right = 50, 26, 44, 20
     markers = dict(markers or {})
