@@ -62,7 +62,7 @@ TABLE_SCHEMAS: dict[str, list[bigquery.SchemaField]] = {
         ("value", "INT64")),
 }
 
-_DATASET = re.compile(r"^[A-Za-z0-9_.:-]+\.[A-Za-z0-9_]+$|^[A-Za-z0-9_]+$")
+_DATASET = re.compile(r"^(?:(?:[A-Za-z0-9.-]+:)?[A-Za-z0-9-]+\.)?[A-Za-z0-9_]+$")
 
 
 class StatisticsLoadError(RuntimeError):
@@ -151,6 +151,8 @@ def load_job_config(table: str) -> bigquery.LoadJobConfig:
         source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
         write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
         create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
+        # A newer report with more columns widens the table instead of failing.
+        schema_update_options=[bigquery.SchemaUpdateOption.ALLOW_FIELD_ADDITION],
         time_partitioning=bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY,
                                                     field="collection_date"),
     )

@@ -75,7 +75,16 @@ def rule_counts(offset: int) -> dict:
 
 
 def write_manifest(spans_dir: Path, frame: pd.DataFrame, counts=rule_counts, runs=None) -> Path:
-  """A format-1 manifest of the frame's spans, with counts(span) as each span's rule counts."""
+  """SPANS/manifest.json of manifest_text(frame, counts, runs)."""
+  spans_dir.mkdir(parents=True, exist_ok=True)
+  path = spans_dir / 'manifest.json'
+  path.write_text(write_manifest_text(frame, counts, runs))
+  return path
+
+
+def write_manifest_text(frame: pd.DataFrame, counts=rule_counts, runs=None) -> str:
+  """A format-1 manifest of the frame's spans, with counts(span) as each span's rule counts; the
+  one run's total is the spans' sum plus 5 orphan claims of no in-range session."""
   spans = {}
   for span, group in frame.groupby('span'):
     date = str(group['session_date'].iloc[0])
@@ -89,10 +98,7 @@ def write_manifest(spans_dir: Path, frame: pd.DataFrame, counts=rule_counts, run
     total['orphan_claims'] += 5
     runs = [{'run_id': 'collect-20260210-080000', 'date_from': min(s['date'] for s in spans.values()),
              'date_to': max(s['date'] for s in spans.values()), 'total': total}]
-  spans_dir.mkdir(parents=True, exist_ok=True)
-  path = spans_dir / 'manifest.json'
-  path.write_text(json.dumps({'format': 1, 'spans': spans, 'runs': runs}, indent=2))
-  return path
+  return json.dumps({'format': 1, 'spans': spans, 'runs': runs}, indent=2)
 
 
 # The hand-built table of test_report.py: 10 sessions over 2 days, 3 with a claim.
