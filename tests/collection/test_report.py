@@ -330,3 +330,22 @@ def test_an_unusable_input_is_one_line_and_exit_2(case, fragment, tmp_path, capf
   assert code == 2
   assert fragment in err
   assert len(err.strip().splitlines()) == 1 and 'Traceback' not in err
+
+
+def test_chromium_draws_the_charts_from_the_file_alone(written, page, browser):
+  """Opened from disk with no server and no network, every chart has a size on screen."""
+  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
+  import chromium  # pylint: disable=g-import-not-at-top
+  tmp_path, _ = written
+  browser.get((tmp_path / 'runs' / 'collection' / 'report.html').as_uri())
+
+  assert browser.find_element(By.TAG_NAME, 'h1').text == 'The collected table'
+  svgs = browser.find_elements(By.CSS_SELECTOR, 'svg.chart')
+  assert len(svgs) == page.count('<svg class="chart"')
+  for svg in svgs:
+    assert svg.size['width'] > 100 and svg.size['height'] > 50
+  bars = browser.find_elements(By.CSS_SELECTOR, 'svg.chart rect.bar')
+  assert any(bar.size['width'] > 0 for bar in bars)
+  assert browser.execute_script(
+      "return performance.getEntriesByType('resource').length") == 0  # nothing fetched
+  chromium.save_screenshot(browser, 'collection_report')
