@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
@@ -116,10 +115,6 @@ def categorical_rows(statistics: statistics_pb2.DatasetFeatureStatisticsList,
     return rows
 
 
-def num_examples(statistics: statistics_pb2.DatasetFeatureStatisticsList) -> int:
-    return int(statistics.datasets[0].num_examples) if statistics.datasets else 0
-
-
 def write_statistics(statistics: statistics_pb2.DatasetFeatureStatisticsList, path: str) -> str:
     """The proto, binary, written atomically; TFDV reads it with load_stats_binary."""
     return write_atomically(path, statistics.SerializeToString())
@@ -131,7 +126,3 @@ def read_statistics(path: str) -> statistics_pb2.DatasetFeatureStatisticsList:
         statistics.ParseFromString(f.read())
     return statistics
 
-
-def finite_or_none(value: float) -> float | None:
-    """For JSON and BigQuery rows: NaN and infinities become null."""
-    return float(value) if value is not None and np.isfinite(value) else None

@@ -16,6 +16,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 import cli
 import collected_table as ct
 from collection import report
+from pipeline.config import load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,17 +99,17 @@ def written(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def run_output(written):
+  """`repairml data report`'s exit code and what it wrote to fd 1 (capfd is function-scoped)."""
   tmp_path, config = written
-  read_fd, write_fd = os.pipe()
   saved = os.dup(1)
-  os.dup2(write_fd, 1)  # capfd is function-scoped; the command writes its progress to fd 1
-  try:
-    code = cli.main(['data', 'report', '--config', str(config)])
-  finally:
-    os.dup2(saved, 1)
-    os.close(saved)
-    os.close(write_fd)
-  with os.fdopen(read_fd) as out:
+  with open(tmp_path / 'stdout.txt', 'w+', encoding='utf-8') as out:
+    os.dup2(out.fileno(), 1)
+    try:
+      code = cli.main(['data', 'report', '--config', str(config)])
+    finally:
+      os.dup2(saved, 1)
+      os.close(saved)
+    out.seek(0)
     return code, out.read()
 
 
@@ -150,17 +151,12 @@ def test_a_span_whose_table_rows_differ_from_the_manifest_is_flagged(tmp_path):
   frame = ct.hand_built_table()
   table = ct.write_table(tmp_path / 'collected.duckdb', frame[frame['span'] == 0])
   ct.write_manifest(tmp_path / 'spans', frame)
-  written_path = report.write_report(report_config(_config(tmp_path, table, tmp_path / 'spans')),
-                                     str(tmp_path / 'r.html'))
+  config = load_config(str(_config(tmp_path, table, tmp_path / 'spans')))
+  written_path = report.write_report(config, str(tmp_path / 'r.html'))
 
   tables = _parsed(Path(written_path).read_text())
   assert _row(tables, 'spans', '1')[2:4] == ['5', '0 differs from the manifest']
   assert (tmp_path / 'statistics.pb').exists()  # beside the report, wherever it goes
-
-
-def report_config(path):
-  from pipeline.config import load_config  # pylint: disable=g-import-not-at-top
-  return load_config(str(path))
 
 
 def test_tfdv_statistics_are_tables_per_feature(tables):
@@ -349,3 +345,16 @@ def test_chromium_draws_the_charts_from_the_file_alone(written, page, browser):
   assert browser.execute_script(
       "return performance.getEntriesByType('resource').length") == 0  # nothing fetched
   chromium.save_screenshot(browser, 'collection_report')
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_2(written, page, tmp_path, capfd):
+  _, config = written
+  blocker = tmp_path / 'a-file'
+  blocker.write_text('not a folder')
+
+  code = cli.main(['data', 'report', '--config', str(config), '--output', str(blocker / 'report.html')])
+
+  err = capfd.readouterr().err
+  assert code == 2
+  assert f'cannot write the report to {blocker / "report.html"}' in err and '--output' in err
+  assert len(err.strip().splitlines()) == 1 and 'Traceback' not in err
