@@ -11,6 +11,13 @@ HTML the parser puts them in the SVG namespace, and the report holds no URL.
   column_chart  vertical columns, one per category (coverage per day);
   histogram   adjacent columns over numeric bins, with optional marker lines
               (median, 95th percentile, Tukey's fences).
+
+Why not matplotlib: it does resolve against requirements.lock without moving a
+pin (it adds matplotlib 3.10, contourpy, cycler, fonttools and kiwisolver), but
+these three chart kinds need none of it, its SVG draws text as glyph paths (or
+leaves the font to the viewer), and it would add five packages to the lock and
+the component image for a report. Here a chart is a few kilobytes of text whose
+labels a test can read back.
 """
 from __future__ import annotations
 
