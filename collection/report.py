@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import sys
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -46,6 +47,7 @@ MANIFEST_NAME = "manifest.json"
 STATISTICS_NAME = "statistics.pb"
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 EXIT_USAGE = 2
+EXIT_FAILED = 1
 
 # The manifest's rule counts, in the order the job applies its rules (collection/rules.py), with what each counts.
 RULE_COUNTS = {
@@ -276,7 +278,11 @@ def build_report(frame: pd.DataFrame, manifest: dict[str, Any], vocabulary: Sequ
         chart = charts.histogram(histogram.edges, histogram.counts, title=column, x_label=column,
                                  markers=markers) if histogram.counts else ""
         numeric.append(NumericColumn(outliers, histogram, chart))
-    spans, runs = _spans(manifest, frame), _runs(manifest)
+    try:
+        spans, runs = _spans(manifest, frame), _runs(manifest)
+    except (TypeError, ValueError, AttributeError) as error:
+        raise ReportError(f"{manifest_path or 'the span manifest'}: a span or run has a malformed value "
+                          f"({error}): run `repairml collect` again") from None
     dates = frame["session_date"].astype(str)
     return CollectionReport(
         table_path=table_path, manifest_path=manifest_path, rows=len(frame),
@@ -401,7 +407,8 @@ def write_report(config, output_path: Optional[str] = None,
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """`repairml data report`: 0, or 2 with one line on stderr when an input is missing."""
+    """`repairml data report`: 0; 2 with one line on stderr when an input is missing or unusable; 1
+    with one line when the report itself failed (the traceback is in the log)."""
     from pipeline import progress  # pylint: disable=g-import-not-at-top
     from pipeline.config import DEFAULT_CONFIG_PATH, ConfigError, load_config  # pylint: disable=g-import-not-at-top
 
@@ -422,18 +429,25 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"repairml data report: {error}", file=sys.stderr)
         return EXIT_USAGE
     failure = None
-    with progress.output_to_log_file(config.paths.log_file) as terminal:
-        terminal.write(f"log: {_shown(config.paths.log_file)}\n")
+    log_file = config.paths.log_file
+    with progress.output_to_log_file(log_file) as terminal:
+        terminal.write(f"log: {_shown(log_file)}\n")
         try:
             write_report(config, args.output, progress=lambda line: terminal.write(line + "\n"))
         except ReportError as error:
-            failure = str(error)
+            failure = (EXIT_USAGE, str(error))
         except OSError as error:
-            failure = (f"cannot write the report to {args.output or default_output(config)}: "
-                       f"{error.strerror or error}; choose a folder you can write to with --output")
+            failure = (EXIT_USAGE, f"cannot write the report to {args.output or default_output(config)}: "
+                                   f"{error.strerror or error}; choose a folder you can write to with --output")
+        except Exception as error:  # pylint: disable=broad-except
+            with open(log_file, "a", encoding="utf-8") as log:
+                traceback.print_exc(file=log)
+            first = (str(error).strip().splitlines() or [""])[0]
+            failure = (EXIT_FAILED, f"failed, and wrote no report: {type(error).__name__}: {first} "
+                                    f"(full log: {log_file})")
     if failure:
-        print(f"repairml data report: {failure}", file=sys.stderr)
-        return EXIT_USAGE
+        print(f"repairml data report: {failure[1]}", file=sys.stderr)
+        return failure[0]
     return 0
 
 

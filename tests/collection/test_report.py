@@ -305,6 +305,7 @@ def test_a_missing_input_is_one_line_and_exit_2(missing, tmp_path, capfd):
     ('no table in the file', 'holds no table collected_sessions'),
     ('manifest not json', 'cannot read the span manifest'),
     ('manifest of another format', 'is not a span manifest of format 1'),
+    ('manifest with a malformed count', 'a span or run has a malformed value'),
 ])
 def test_an_unusable_input_is_one_line_and_exit_2(case, fragment, tmp_path, capfd):
   import duckdb  # pylint: disable=g-import-not-at-top
@@ -317,6 +318,8 @@ def test_an_unusable_input_is_one_line_and_exit_2(case, fragment, tmp_path, capf
       connection.execute('DROP TABLE collected_sessions')
   elif case == 'manifest not json':
     manifest.write_text('{"format": 1, "spans": ')
+  elif case == 'manifest with a malformed count':
+    manifest.write_text(manifest.read_text().replace('"rows": 5', '"rows": "five"', 1))
   else:
     manifest.write_text('{"format": 2, "spans": {}}')
 
@@ -358,3 +361,22 @@ def test_an_output_that_cannot_be_written_is_one_line_and_exit_2(written, page, 
   assert code == 2
   assert f'cannot write the report to {blocker / "report.html"}' in err and '--output' in err
   assert len(err.strip().splitlines()) == 1 and 'Traceback' not in err
+
+
+def test_a_failure_inside_the_report_is_one_line_exit_1_with_the_traceback_in_the_log(
+    written, page, tmp_path, capfd, monkeypatch):
+  _, config = written
+  def broken(*args, **kwargs):
+    raise RuntimeError('TFDV ran out of patience\nsecond line')
+  monkeypatch.setattr(report, 'build_report', broken)
+  output = tmp_path / 'report.html'
+
+  code = cli.main(['data', 'report', '--config', str(config), '--output', str(output)])
+
+  err = capfd.readouterr().err
+  log = Path(load_config(str(config)).paths.log_file).read_text()
+  assert code == 1
+  assert 'failed, and wrote no report: RuntimeError: TFDV ran out of patience (full log: ' in err
+  assert len(err.strip().splitlines()) == 1
+  assert 'Traceback' in log and 'second line' in log
+  assert not output.exists()
