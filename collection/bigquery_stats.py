@@ -81,15 +81,22 @@ def _key(run_id: str, collection_date: datetime.date, reported_at: datetime.date
             "reported_at": reported_at.astimezone(datetime.timezone.utc).isoformat()}
 
 
-def statistics_rows(report, run_id: str, collection_date: datetime.date,
+def statistics_rows(report, run_id: Optional[str] = None, collection_date: Optional[datetime.date] = None,
                     reported_at: Optional[datetime.datetime] = None) -> dict[str, list[dict[str, Any]]]:
     """The rows of each statistics table (TABLE_SCHEMAS' names) for one CollectionReport.
 
-    run_id and collection_date identify the collection run (the manifest's latest
-    run and its date_to, usually); reported_at defaults to now (UTC).
+    run_id and collection_date identify the collection run; by default the
+    manifest's latest run and its date_to. reported_at defaults to now (UTC).
     """
+    latest = report.latest_run
+    run_id = run_id or (latest.run_id if latest else "")
     if not run_id:
-        raise ValueError("statistics rows need the collection run's id, got an empty one")
+        raise ValueError("statistics rows need the collection run's id: the manifest lists no run, so pass run_id")
+    if collection_date is None:
+        if not (latest and latest.date_to):
+            raise ValueError("statistics rows need the collection date: the manifest's latest run has no "
+                             "date_to, so pass collection_date")
+        collection_date = datetime.date.fromisoformat(latest.date_to)
     key = _key(run_id, collection_date, reported_at or datetime.datetime.now(datetime.timezone.utc))
     numeric = {f.name: f for f in report.numeric_features}
     categorical = {f.name: f for f in report.categorical_features}

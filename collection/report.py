@@ -111,7 +111,6 @@ class NumericColumn:
 
     outliers: quality.Outliers
     histogram: quality.Histogram
-    chart: str
 
 
 @dataclass
@@ -262,27 +261,20 @@ def build_report(frame: pd.DataFrame, manifest: dict[str, Any], vocabulary: Sequ
     """
     from collection import feature_stats  # pylint: disable=g-import-not-at-top
 
+    try:
+        spans, runs = _spans(manifest, frame), _runs(manifest)
+    except (TypeError, ValueError, AttributeError) as error:
+        raise ReportError(f"{manifest_path or 'the span manifest'}: a span or run has a malformed value "
+                          f"({error}): run `repairml collect` again") from None
     schema = _session_schema()
     list_columns = [f.name for f in schema if pa.types.is_list(f.type)]
     if statistics is None:
         statistics = feature_stats.compute_statistics(frame, list(schema.names), list_columns)
     columns = list(schema.names) + [c for c in JOIN_COLUMNS if c in frame.columns]
     has_claim = frame["claim_ids"].map(lambda ids: not quality.is_missing(ids) and len(ids) > 0)
-    numeric = []
-    for column in _numeric_columns(frame):
-        outliers = quality.tukey_outliers(frame[column], column)
-        integer = _is_integer_column(frame, column)
-        histogram = quality.value_histogram(frame[column], integer=integer)
-        markers = ({"lower fence": outliers.lower_fence, "upper fence": outliers.upper_fence}
-                   if outliers.values else {})
-        chart = charts.histogram(histogram.edges, histogram.counts, title=column, x_label=column,
-                                 markers=markers) if histogram.counts else ""
-        numeric.append(NumericColumn(outliers, histogram, chart))
-    try:
-        spans, runs = _spans(manifest, frame), _runs(manifest)
-    except (TypeError, ValueError, AttributeError) as error:
-        raise ReportError(f"{manifest_path or 'the span manifest'}: a span or run has a malformed value "
-                          f"({error}): run `repairml collect` again") from None
+    numeric = [NumericColumn(quality.tukey_outliers(frame[column], column),
+                             quality.value_histogram(frame[column], integer=_is_integer_column(frame, column)))
+               for column in _numeric_columns(frame)]
     dates = frame["session_date"].astype(str)
     return CollectionReport(
         table_path=table_path, manifest_path=manifest_path, rows=len(frame),
@@ -344,13 +336,22 @@ def _charts(report: CollectionReport) -> dict[str, str]:
     }
 
 
+def _histogram_chart(column: NumericColumn) -> str:
+    """The column's histogram with its Tukey fences marked."""
+    outliers, histogram = column.outliers, column.histogram
+    markers = {"lower fence": outliers.lower_fence, "upper fence": outliers.upper_fence} if outliers.values else {}
+    return charts.histogram(histogram.edges, histogram.counts, title=outliers.column, x_label=outliers.column,
+                            markers=markers)
+
+
 def render_html(report: CollectionReport) -> str:
+    """The report as one self-contained HTML page."""
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                      undefined=jinja2.StrictUndefined)
     environment.filters.update(count=_count, percent=_percent, number=_number)
     return environment.get_template("report.html").render(
         report=report, charts={k: markupsafe.Markup(v) for k, v in _charts(report).items()},
-        histograms=[markupsafe.Markup(c.chart) for c in report.numeric_columns],
+        histograms=[markupsafe.Markup(_histogram_chart(c)) for c in report.numeric_columns],
         rule_counts=RULE_COUNTS, undocumented=UNDOCUMENTED, claim_columns=CLAIM_COLUMNS)
 
 

@@ -90,6 +90,13 @@ def test_every_row_carries_the_run_id_and_date(rows):
       assert set(row) <= {f.name for f in bigquery_stats.TABLE_SCHEMAS[table]}, table
 
 
+def test_the_run_id_and_date_default_to_the_manifests_latest_run(collection_report):
+  rows = bigquery_stats.statistics_rows(collection_report, reported_at=REPORTED_AT)
+
+  (summary,) = rows['collection_table_summary']
+  assert (summary['run_id'], summary['collection_date']) == (RUN_ID, '2026-01-02')  # its date_to
+
+
 def test_the_summary_row_holds_coverage_and_delays(rows):
   (summary,) = rows['collection_table_summary']
   assert summary['sessions'] == 10 and summary['spans'] == 2
