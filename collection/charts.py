@@ -55,7 +55,7 @@ def _number(value: float) -> str:
     if abs(value) >= 1e9:
         return f"{value:.3g}"
     if float(value).is_integer() or abs(value) >= 1000:
-        return f"{round(value):,}"
+        return f"{round(value):,}" if abs(value) >= 10000 else f"{round(value)}"  # 2026, not 2,026
     return f"{value:.3g}"
 
 
