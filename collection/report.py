@@ -37,13 +37,13 @@ import pyarrow as pa
 from collection import charts, quality
 from collection.feature_stats import CategoricalFeature, NumericFeature
 from collection.files import write_atomically
+from collection.spans import MANIFEST_NAME
 
 __all__ = ["ReportError", "CollectionReport", "SpanSummary", "RunSummary", "RULE_COUNTS", "TABLE_NAME",
            "build_report", "render_html", "write_report", "default_output", "input_paths",
            "read_collected_table", "read_manifest", "main"]
 
 TABLE_NAME = "collected_sessions"
-MANIFEST_NAME = "manifest.json"
 STATISTICS_NAME = "statistics.pb"
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 EXIT_USAGE = 2

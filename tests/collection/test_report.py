@@ -15,7 +15,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 
 import cli
 import collected_table as ct
-from collection import report
+from collection import report, spans
 from pipeline.config import load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -380,3 +380,36 @@ def test_a_failure_inside_the_report_is_one_line_exit_1_with_the_traceback_in_th
   assert len(err.strip().splitlines()) == 1
   assert 'Traceback' in log and 'second line' in log
   assert not output.exists()
+
+
+def test_the_report_reads_the_manifest_that_publishing_writes(tmp_path):
+  """collection/spans.py's publish() writes the manifest from a job's output; the report reads it."""
+  import json  # pylint: disable=g-import-not-at-top
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  from data.generator import SESSION_SCHEMA  # pylint: disable=g-import-not-at-top
+  frame = ct.hand_built_table()
+  job = tmp_path / 'job'
+  days = {}
+  for span, group in frame.groupby('span'):
+    (job / 'sessions' / f'_span={span}').mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(group[SESSION_SCHEMA.names], schema=SESSION_SCHEMA,
+                                        preserve_index=False),
+                   job / 'sessions' / f'_span={span}' / 'part-0.parquet')
+    days[group['session_date'].iloc[0]] = ct.rule_counts(int(span))
+  total = {name: days['2026-01-01'][name] + days['2026-01-02'][name] for name in ct.COUNT_NAMES}
+  (job / 'rule_counts.json').write_text(json.dumps({
+      'date_from': '2026-01-01', 'date_to': '2026-01-02', 'rules': {'max_claim_delay_days': 45},
+      'watermarks': {'uploads_max_ts': '2026-01-02T23:59:00Z', 'claims_max_submitted_ts': '2026-02-15T10:00:00Z'},
+      'days': days, 'total': total}))
+  spans.publish(str(job), str(tmp_path / 'spans'))
+  table = ct.write_table(tmp_path / 'collected.duckdb', frame)
+  config = load_config(str(_config(tmp_path, table, tmp_path / 'spans')))
+
+  tables = _parsed(Path(report.write_report(config, str(tmp_path / 'report.html'))).read_text())
+
+  assert _row(tables, 'spans', '0')[1:7] == ['2026-01-01', '5', '5', '2026-01-02T23:59:00Z',
+                                             '2026-02-15T10:00:00Z', 'yes']  # 02-15 >= 01-01 + 45 days
+  assert _row(tables, 'spans', '1')[6].startswith('no')  # 02-15 < 01-02 + 45 days (02-16)
+  assert _row(tables, 'rule-counts-per-span', 'uploads')[1:4] == ['100', '200', '300']
+  assert tables.tables['rule-counts-per-run'][0][1].startswith('2026-01-01..2026-01-02')
