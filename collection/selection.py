@@ -5,7 +5,7 @@ collection/sql/, over the placeholder dataset `repairml_raw` of
 data/raw_sources.sql. Both runs execute that same text:
   - production (bigquery_statements): each SELECT, its tables qualified with
     the configured raw dataset by rewriting the parsed SQL (sqlglot), wrapped
-    in EXPORT DATA to STAGING/selection/TABLE/*.parquet; the pipeline's
+    in EXPORT DATA to STAGING/selection/TABLE.parquet/*.parquet; the pipeline's
     BigQuery job runs the script with bigquery_query_parameters;
   - locally (select_locally): each SELECT transpiled to DuckDB by sqlglot,
     over views `repairml_raw.TABLE` of RAW/parquet/TABLE.parquet, with the
@@ -35,7 +35,7 @@ from data.raw_sources import RAW_SCHEMAS, TABLE_NAMES
 
 __all__ = [
     "SelectionError", "SQL_DIR", "PLACEHOLDER_DATASET", "TABLE_NAMES", "select_sql", "query_parameters",
-    "bigquery_query_parameters", "bigquery_statements", "export_uri", "check_raw_dataset",
+    "bigquery_query_parameters", "bigquery_statements", "export_uri", "check_raw_dataset", "bigquery_source_range_sql",
     "select_locally", "source_range",
 ]
 
@@ -123,8 +123,13 @@ def bigquery_query_parameters(date_from: str, date_to: str, car_model: str,
 
 
 def export_uri(staging_uri: str, table: str) -> str:
-    """Where the production selection of `table` goes: STAGING/selection/TABLE/*.parquet."""
-    return f"{staging_uri.rstrip('/')}/selection/{table}/*.parquet"
+    """Where the production selection of `table` goes: STAGING/selection/TABLE.parquet/*.parquet.
+
+    A folder named as the local file (STAGING/selection/TABLE.parquet), so the
+    job reads SELECTION/TABLE.parquet in both runs: Spark reads a file or a
+    folder of parquet files alike.
+    """
+    return f"{staging_uri.rstrip('/')}/selection/{table}.parquet/*.parquet"
 
 
 def bigquery_statements(raw_dataset: str, staging_uri: str) -> str:
@@ -152,6 +157,14 @@ def bigquery_statements(raw_dataset: str, staging_uri: str) -> str:
         raise SelectionError("collection/sql: the selection SQL must not contain double quotes or "
                              "backslashes; quote strings with ' and identifiers with `")
     return script
+
+
+def bigquery_source_range_sql(raw_dataset: str) -> str:
+    """The query of the first and last upload dates (UTC), for collection.dates.resolve_range in production."""
+    select = sqlglot.parse_one(
+        f"SELECT MIN(DATE(s.session_ts)) AS first_day, MAX(DATE(s.session_ts)) AS last_day "
+        f"FROM `{PLACEHOLDER_DATASET}.diagnostic_sessions` AS s", read="bigquery")
+    return _qualified(select, raw_dataset).sql("bigquery")
 
 
 # --- Locally, on DuckDB ----------------------------------------------------------------

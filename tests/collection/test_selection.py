@@ -284,7 +284,8 @@ def test_the_script_exports_each_table_to_its_staging_folder_as_parquet():
         options = {("format" if isinstance(p, exp.FileFormatProperty) else p.name.lower()):
                    p.this if isinstance(p, exp.FileFormatProperty) else p.args["value"]
                    for p in statement.args["options"].expressions}
-        assert options["uri"].this == f"{STAGING}/selection/{table}/*.parquet"
+        # A folder named as the local file: the job reads SELECTION/TABLE.parquet in both runs.
+        assert options["uri"].this == f"{STAGING}/selection/{table}.parquet/*.parquet"
         assert options["format"].this == "PARQUET"
         assert options["overwrite"] == exp.true()
         assert statement.this.named_selects == RAW_SCHEMAS[table].names
@@ -364,3 +365,16 @@ def test_a_staging_uri_that_could_change_the_script_is_refused(staging):
 def test_a_dataset_without_a_project_is_read_from_the_jobs_project():
     script = bigquery_statements("repairml_raw_eu", STAGING)
     assert "`repairml_raw_eu.diagnostic_sessions`" in script
+
+
+def test_the_production_source_range_query_reads_the_configured_uploads(generated):
+    raw_dir, _ = generated
+    query = selection.bigquery_source_range_sql(DATASET)
+    assert "`my-gcp-project.repairml_raw_eu.diagnostic_sessions`" in query
+    connection = duckdb.connect()
+    connection.execute("SET TimeZone = 'UTC'")
+    connection.execute("CREATE SCHEMA repairml_raw")
+    connection.execute(f"CREATE VIEW repairml_raw.diagnostic_sessions AS SELECT * FROM "
+                       f"read_parquet('{raw_dir / 'parquet' / 'diagnostic_sessions.parquet'}')")
+    local = sqlglot.transpile(selection.bigquery_source_range_sql("repairml_raw"), read="bigquery", write="duckdb")[0]
+    assert connection.execute(local).fetchone() == (D(2026, 1, 1), D(2026, 1, 12))
