@@ -99,8 +99,8 @@ def _create_table_sql() -> str:
 
 
 def replace_days(db_path: str | os.PathLike, exploration_dir: str | os.PathLike,
-                 days: Optional[Iterable[datetime.date]] = None) -> dict[str, int]:
-    """Replaces the rows of the collected days in the DuckDB table; returns the rows per session date.
+                 days: Optional[Iterable[datetime.date]] = None) -> int:
+    """Replaces the rows of the collected days in the DuckDB table; returns the number of rows inserted.
 
     The days replaced are `days` (the range a run collected: a day without a
     session loses its old rows) or, without them, the session dates the files
@@ -117,7 +117,7 @@ def replace_days(db_path: str | os.PathLike, exploration_dir: str | os.PathLike,
                                f"({replaced[0] if replaced else '-'}..{replaced[-1] if replaced else '-'}); "
                                "clear the job's output folder and run the job again")
     if not replaced:
-        return {}
+        return 0
     db_path = Path(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -146,10 +146,7 @@ def replace_days(db_path: str | os.PathLike, exploration_dir: str | os.PathLike,
                                        f"{_one_line(error)}") from None
     finally:
         connection.close()
-    counts = dict.fromkeys(replaced, 0)
-    for day in incoming.column("session_date").to_pylist():
-        counts[day] += 1
-    return counts
+    return incoming.num_rows
 
 
 def _one_line(error: Exception) -> str:

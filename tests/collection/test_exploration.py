@@ -79,7 +79,7 @@ def _table(db_path) -> list[dict]:
 def test_the_days_of_the_files_land_in_the_table_with_their_values(tmp_path):
     rows = [_session("S1", D(2026, 1, 5)), _session("S2", D(2026, 1, 6), labels=())]
     counts = replace_days(tmp_path / "collected.duckdb", _write_job_output(tmp_path / "job", rows))
-    assert counts == {"2026-01-05": 1, "2026-01-06": 1}
+    assert counts == 2
     assert _table(tmp_path / "collected.duckdb") == rows  # NULLs, lists, microseconds and zones kept
 
 
@@ -104,7 +104,7 @@ def test_a_day_collected_again_replaces_its_rows_and_keeps_the_other_days(tmp_pa
     # The claim of S2 arrived later: day 6 again, S3 gone (a duplicate upload merged), S4 new.
     rerun = [_session("S2", D(2026, 1, 6), labels=("part:starter",)), _session("S4", D(2026, 1, 6))]
     counts = replace_days(db, _write_job_output(tmp_path / "run2", rerun))
-    assert counts == {"2026-01-06": 2}
+    assert counts == 2
     assert [(r["session_id"], r["repair_labels"]) for r in _table(db)] == [
         ("S1", ["part:battery_12v"]), ("S2", ["part:starter"]), ("S4", ["part:battery_12v"])]
 
@@ -124,7 +124,7 @@ def test_the_days_of_the_range_without_sessions_lose_their_old_rows(tmp_path):
                                                            _session("S2", D(2026, 1, 6))]))
     counts = replace_days(db, _write_job_output(tmp_path / "run2", [_session("S2", D(2026, 1, 6))]),
                           days=DateRange(D(2026, 1, 5), D(2026, 1, 6)).days())
-    assert counts == {"2026-01-05": 0, "2026-01-06": 1}
+    assert counts == 1
     assert [r["session_id"] for r in _table(db)] == ["S2"]
 
 
