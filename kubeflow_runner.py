@@ -74,10 +74,16 @@ def compile_pipeline(config, output: str, tag: str) -> str:
   return image
 
 
+def _pipeline(args) -> str:
+  """Which pipeline the command line is about (callers' args may predate
+  --pipeline)."""
+  return getattr(args, 'pipeline', 'modeling')
+
+
 def parameter_values(config, args) -> Dict[str, object]:
   """The runtime parameters given on the command line, checked like the
   pipeline's RunParameters step will check them."""
-  if args.pipeline == 'collection':
+  if _pipeline(args) == 'collection':
     from collection import production  # pylint: disable=g-import-not-at-top
     if args.train_steps is not None:
       raise ConfigError('--train-steps is a parameter of the modeling '
@@ -136,7 +142,7 @@ def send(config, args, values, template: str, image: str, terminal) -> None:
       pipeline_root=config.paths.pipeline_root)
   labels = {**submission.git_labels(), **provenance_labels(config),
             'image-tag': label_value(image.rsplit(':', 1)[-1])}
-  name = (config.pipeline_name if args.pipeline == 'modeling' else
+  name = (config.pipeline_name if _pipeline(args) == 'modeling' else
           f'{config.pipeline_name}-collection')
   job_id = '{}-{}'.format(name,
                           datetime.datetime.now().strftime('%Y%m%d-%H%M%S'))
@@ -145,7 +151,7 @@ def send(config, args, values, template: str, image: str, terminal) -> None:
   submission.check_images(job)
   if args.schedule:
     # The display name is the schedule's identity: scheduling again updates it.
-    name = (f'{config.pipeline_name} schedule' if args.pipeline == 'modeling'
+    name = (f'{config.pipeline_name} schedule' if _pipeline(args) == 'modeling'
             else f'{config.pipeline_name} collection schedule')
     created = submission.schedule(job, args.schedule, name,
                                   vertex.service_account)

@@ -311,3 +311,67 @@ def test_collection_runtime_parameters_are_checked_before_sending():
     production.checked_values(date_from='2026-03-02', date_to='2026-03-01')
   with pytest.raises(Exception, match='--car-model'):
     production.checked_values(car_model="x' OR '1'='1")
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+  """Stops `repairml submit` at the Vertex AI SDK: records what it sends."""
+  from google.auth.credentials import AnonymousCredentials
+  from pipeline.production import submission
+  calls = {}
+  monkeypatch.setattr(submission, 'default_credentials', AnonymousCredentials)
+  monkeypatch.setattr(submission, 'check_images',
+                      lambda job: calls.setdefault('checked', job))
+  monkeypatch.setattr(submission, 'submit', lambda job, service_account: (
+      calls.update(job=job, service_account=service_account) or
+      submission.Submission('projects/p/jobs/j', 'https://console/j')))
+  monkeypatch.setattr(
+      submission, 'schedule',
+      lambda job, cron, display_name, service_account: (
+          calls.update(job=job, cron=cron, display_name=display_name,
+                       service_account=service_account) or
+          submission.Submission('projects/p/schedules/s', 'https://console/s')))
+  return calls
+
+
+def test_schedule_without_a_cron_schedules_the_collection_daily(
+    tmp_path, recorded, capfd):
+  assert kubeflow_runner.main([
+      '--pipeline', 'collection', '--config', VERTEX_CONFIG, '--output',
+      str(tmp_path / 'collection.json'), '--image-tag', TAG,
+      '--schedule']) == 0
+  assert recorded['cron'] == '0 4 * * *'
+  assert recorded['display_name'] == 'repairml collection schedule'
+  job = recorded['job']
+  assert job.job_id.startswith('repairml-collection-')
+  assert set(job.pipeline_spec['root']['dag']['tasks']) == set(UPSTREAM)
+  assert recorded['checked'] is job
+  assert 'scheduled "0 4 * * *"' in capfd.readouterr().out
+
+
+def test_submit_sends_the_collection_with_its_runtime_parameters(
+    tmp_path, recorded):
+  assert kubeflow_runner.main([
+      '--pipeline', 'collection', '--config', VERTEX_CONFIG, '--output',
+      str(tmp_path / 'collection.json'), '--image-tag', TAG, '--submit',
+      '--date-from', '2026-03-01', '--date-to', '2026-03-03']) == 0
+  parameters = recorded['job']._gca_resource.runtime_config.parameter_values  # pylint: disable=protected-access
+  assert dict(parameters) == {
+      'date_from': '2026-03-01', 'date_to': '2026-03-03', 'car_model': ''}
+
+
+def test_train_steps_is_not_a_collection_parameter(tmp_path, capsys):
+  assert kubeflow_runner.main([
+      '--pipeline', 'collection', '--config', VERTEX_CONFIG, '--output',
+      str(tmp_path / 'collection.json'), '--image-tag', TAG, '--submit',
+      '--train-steps', '10']) == 2
+  assert '--train-steps' in capsys.readouterr().err
+  assert not (tmp_path / 'collection.json').exists()
+
+
+def test_the_modeling_pipeline_still_needs_a_cron_to_schedule(tmp_path,
+                                                              capsys):
+  assert kubeflow_runner.main([
+      '--config', VERTEX_CONFIG, '--output', str(tmp_path / 'p.json'),
+      '--image-tag', TAG, '--schedule']) == 2
+  assert 'cron' in capsys.readouterr().err
