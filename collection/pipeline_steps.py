@@ -23,7 +23,7 @@ from collection import selection
 from collection.dates import DateError, DateRange, resolve_range
 from collection.rules import CollectionRules, RulesError
 
-__all__ = ["resolved_outputs", "job_args", "main"]
+__all__ = ["resolved_outputs", "job_args", "bigquery_source_range", "main"]
 
 
 def job_args(selection_uri: str, job_dir: str, rules: CollectionRules, date_range: DateRange,
@@ -60,13 +60,19 @@ def resolved_outputs(date_from: str, date_to: str, car_model: str, window_days: 
     }
 
 
-def _bigquery_source_range(raw_dataset: str, project: str, location: str):
+def bigquery_source_range(raw_dataset: str, client: Any) -> Optional[DateRange]:
+    """The first and last upload dates of the raw dataset's diagnostic_sessions; None when it is empty."""
+    [row] = list(client.query(selection.bigquery_source_range_sql(raw_dataset)).result())
+    return None if row["first_day"] is None else DateRange(row["first_day"], row["last_day"])
+
+
+def _lazy_bigquery_source_range(raw_dataset: str, project: str, location: str):
+    """bigquery_source_range with a client of the step's credentials, made only if resolve_range asks."""
     def source_range() -> Optional[DateRange]:
         from google.cloud import bigquery
 
-        client = bigquery.Client(project=project or None, location=location or None)
-        [row] = list(client.query(selection.bigquery_source_range_sql(raw_dataset)).result())
-        return None if row["first_day"] is None else DateRange(row["first_day"], row["last_day"])
+        return bigquery_source_range(raw_dataset, bigquery.Client(project=project or None,
+                                                                  location=location or None))
     return source_range
 
 
@@ -96,15 +102,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name in ("date-from", "date-to", "query-parameters", "job-args"):
         resolve.add_argument(f"--out-{name}", required=True, metavar="PATH")
     args = parser.parse_args(argv)
+    from google.api_core import exceptions as api_exceptions
+    from google.auth import exceptions as auth_exceptions
+
     try:
         rules = CollectionRules.from_json(args.rules_json)
         outputs = resolved_outputs(
             args.date_from, args.date_to, args.car_model, args.window_days, args.span_epoch, rules,
             args.selection_uri, args.job_dir, datetime.datetime.now(datetime.timezone.utc).date(),
-            _bigquery_source_range(args.raw_dataset, args.project, args.location))
+            _lazy_bigquery_source_range(args.raw_dataset, args.project, args.location))
     except (DateError, RulesError, selection.SelectionError) as error:
         print(f"repairml: {error}", file=sys.stderr)
         return 2
+    except (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError) as error:
+        print(f"repairml: reading the first and last upload dates of {args.raw_dataset} failed: "
+              f"{' '.join(str(error).split())}", file=sys.stderr)
+        return 1
     for name, value in outputs.items():
         _write_output(getattr(args, f"out_{name}"), value)
     print(f"collecting {outputs['date_from']}..{outputs['date_to']}"

@@ -378,8 +378,9 @@ class VertexCollection(_Section):
   # export) and job/ (the Spark job's output). Each run overwrites it, so runs
   # must not overlap (a schedule starts one at a time).
   staging_uri: str
-  # The collection job on Cloud Storage (make push-collection-job): its main
-  # file (collection/job.py) and the zip of the collection package it imports.
+  # The collection job on Cloud Storage: its main file (a copy of
+  # collection/job.py) and a zip of the collection package it imports
+  # (zip -r collection.zip collection, from the repository root).
   job_main_uri: str
   job_package_uri: str
   # The Dataproc Serverless runtime: 2.2 is Spark 3.5 on Python 3.12.
