@@ -26,6 +26,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -38,7 +39,8 @@ from data.generator import SESSION_SCHEMA
 
 __all__ = [
     "ExplorationError", "EXPLORATION_SCHEMA", "TABLE_NAME", "PARTITION_COLUMN", "read_exploration",
-    "replace_days", "PartitionLoad", "bigquery_load_requests", "spans_present", "load_into_bigquery", "main",
+    "replace_days", "PartitionLoad", "load_job_config", "bigquery_load_requests", "spans_present",
+    "load_into_bigquery", "main",
 ]
 
 TABLE_NAME = "collected_sessions"
@@ -271,6 +273,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (DateError, ExplorationError) as error:
         print(f"repairml: {error}", file=sys.stderr)
         return 2
+    # google.api_core warns on import that Python 3.10 is unsupported: harmless (PLATFORM.md), and
+    # the step's log is for its own lines.
+    warnings.filterwarnings("ignore", message="You are using a non-supported Python version",
+                            category=FutureWarning)
     from google.api_core import exceptions as api_exceptions
     from google.auth import exceptions as auth_exceptions
     from google.cloud import bigquery, storage

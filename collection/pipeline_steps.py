@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import sys
+import warnings
 from typing import Any, Optional, Sequence
 
 from collection import selection
@@ -102,6 +103,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name in ("date-from", "date-to", "query-parameters", "job-args"):
         resolve.add_argument(f"--out-{name}", required=True, metavar="PATH")
     args = parser.parse_args(argv)
+    # google.api_core warns on import that Python 3.10 is unsupported: harmless (PLATFORM.md), and
+    # the step's log is for its own lines.
+    warnings.filterwarnings("ignore", message="You are using a non-supported Python version",
+                            category=FutureWarning)
     from google.api_core import exceptions as api_exceptions
     from google.auth import exceptions as auth_exceptions
 
