@@ -177,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument('--output', default=None,
                       help='where to write the compiled pipeline JSON '
                            f'(default {DEFAULT_OUTPUT}, or '
-                           'runs/collection_pipeline.json)')
+                           f'{COLLECTION_OUTPUT})')
   parser.add_argument('--image-tag',
                       help='the component image tag (default: the git commit)')
   send_group = parser.add_mutually_exclusive_group()

@@ -375,3 +375,17 @@ def test_the_modeling_pipeline_still_needs_a_cron_to_schedule(tmp_path,
       '--config', VERTEX_CONFIG, '--output', str(tmp_path / 'p.json'),
       '--image-tag', TAG, '--schedule']) == 2
   assert 'cron' in capsys.readouterr().err
+
+
+def test_local_spans_are_refused_for_the_production_collection(tmp_path,
+                                                               capsys):
+  text = Path(VERTEX_CONFIG).read_text(encoding='utf-8').replace(
+      'base: local.yaml', f'base: {PROJECT_ROOT}/configs/local.yaml')
+  config_file = tmp_path / 'vertex.yaml'
+  config_file.write_text(
+      text[:text.index('\n# The data collection in production')] + '\n',
+      encoding='utf-8')
+  assert kubeflow_runner.main(['--pipeline', 'collection', '--config',
+                               str(config_file), '--image-tag', TAG]) == 2
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and 'collection.spans' in err and 'gs://' in err
