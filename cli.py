@@ -18,8 +18,10 @@
   repairml diff RUN_A RUN_B [--config PATH] [--json]
   repairml reproduce RUN [--config PATH] [--root DIR] [--force] [--json]
   repairml ui [--config PATH] [--port 8080]
-  repairml compile [--config configs/vertex.yaml] [--output PATH] [--image-tag TAG]
-  repairml submit [--config configs/vertex.yaml] [--schedule CRON | --kfp-host URL]
+  repairml compile [--pipeline modeling|collection] [--config configs/vertex.yaml] [--output PATH]
+                   [--image-tag TAG]
+  repairml submit [--pipeline modeling|collection] [--config configs/vertex.yaml]
+                  [--schedule [CRON] | --kfp-host URL]
                   [--car-model M] [--date-from D] [--date-to D] [--train-steps N]
   repairml promote [--config configs/vertex.yaml] [--version ID]
 """

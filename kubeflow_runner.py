@@ -8,7 +8,11 @@
       (again: updates that schedule)
   python kubeflow_runner.py --config configs/vertex.yaml --kfp-host URL
 
-(the same as `repairml compile` and `repairml submit`). Compiling is
+(the same as `repairml compile` and `repairml submit`). --pipeline collection
+does the same for the data collection pipeline (collection/production.py;
+default output runs/collection_pipeline.json, runtime parameters --date-from,
+--date-to and --car-model, and --schedule without a cron takes
+vertex.collection.schedule). Compiling is
 `create_pipeline(config)`, the function the local runner runs, written out by
 TFX's KubeflowV2DagRunner: it needs no Google Cloud access. The component
 image is the configured one tagged with the git commit of this checkout (what
@@ -28,6 +32,8 @@ from pipeline.config import ConfigError, load_vertex_config
 USAGE_ERROR = 2
 CLOUD_ERROR = 1
 DEFAULT_OUTPUT = 'runs/pipeline.json'
+PIPELINES = ('modeling', 'collection')
+COLLECTION_OUTPUT = 'runs/collection_pipeline.json'
 
 
 def image_tag(repo_dir: str) -> str:
@@ -68,13 +74,33 @@ def compile_pipeline(config, output: str, tag: str) -> str:
   return image
 
 
+def _pipeline(args) -> str:
+  """Which pipeline the command line is about (callers' args may predate
+  --pipeline)."""
+  return getattr(args, 'pipeline', 'modeling')
+
+
 def parameter_values(config, args) -> Dict[str, object]:
   """The runtime parameters given on the command line, checked like the
   pipeline's RunParameters step will check them."""
+  if _pipeline(args) == 'collection':
+    from collection import production  # pylint: disable=g-import-not-at-top
+    if args.train_steps is not None:
+      raise ConfigError('--train-steps is a parameter of the modeling '
+                        'pipeline, not of --pipeline collection.')
+    return production.checked_values(car_model=args.car_model,
+                                     date_from=args.date_from,
+                                     date_to=args.date_to)
   from pipeline.production import runtime_parameters  # pylint: disable=g-import-not-at-top
   return runtime_parameters.checked_values(
       config, car_model=args.car_model, date_from=args.date_from,
       date_to=args.date_to, train_steps=args.train_steps)
+
+
+def compile_collection_pipeline(config, output: str, tag: str) -> str:
+  """Writes the collection pipeline job JSON; returns the image."""
+  from collection import production  # pylint: disable=g-import-not-at-top
+  return production.compile_pipeline(config, output, tag)
 
 
 def check_schedule(cron: str) -> None:
@@ -116,14 +142,17 @@ def send(config, args, values, template: str, image: str, terminal) -> None:
       pipeline_root=config.paths.pipeline_root)
   labels = {**submission.git_labels(), **provenance_labels(config),
             'image-tag': label_value(image.rsplit(':', 1)[-1])}
-  job_id = '{}-{}'.format(config.pipeline_name,
+  name = (config.pipeline_name if _pipeline(args) == 'modeling' else
+          f'{config.pipeline_name}-collection')
+  job_id = '{}-{}'.format(name,
                           datetime.datetime.now().strftime('%Y%m%d-%H%M%S'))
   job = submission.pipeline_job(template, target, values, caching, labels,
                                 job_id=job_id)
   submission.check_images(job)
   if args.schedule:
     # The display name is the schedule's identity: scheduling again updates it.
-    name = f'{config.pipeline_name} schedule'
+    name = (f'{config.pipeline_name} schedule' if _pipeline(args) == 'modeling'
+            else f'{config.pipeline_name} collection schedule')
     created = submission.schedule(job, args.schedule, name,
                                   vertex.service_account)
     how = '' if created.created else f' (updated the schedule "{name}")'
@@ -142,15 +171,22 @@ def _parser() -> argparse.ArgumentParser:
                   'and optionally submit or schedule it.')
   parser.add_argument('--config', default='configs/vertex.yaml',
                       help='a configuration with a vertex section')
-  parser.add_argument('--output', default=DEFAULT_OUTPUT,
-                      help='where to write the compiled pipeline JSON')
+  parser.add_argument('--pipeline', choices=PIPELINES, default='modeling',
+                      help='the modeling pipeline (default) or the data '
+                           'collection pipeline')
+  parser.add_argument('--output', default=None,
+                      help='where to write the compiled pipeline JSON '
+                           f'(default {DEFAULT_OUTPUT}, or '
+                           f'{COLLECTION_OUTPUT})')
   parser.add_argument('--image-tag',
                       help='the component image tag (default: the git commit)')
   send_group = parser.add_mutually_exclusive_group()
   send_group.add_argument('--submit', action='store_true',
                           help='start a run on Vertex AI Pipelines')
-  send_group.add_argument('--schedule', metavar='CRON',
-                          help='create a Vertex AI schedule, e.g. "0 3 * * 1"')
+  send_group.add_argument('--schedule', metavar='CRON', nargs='?', const='',
+                          help='create a Vertex AI schedule, e.g. "0 3 * * 1" '
+                               '(--pipeline collection: by default '
+                               'vertex.collection.schedule)')
   send_group.add_argument('--kfp-host', metavar='URL',
                           help='start a run on this Kubeflow Pipelines host')
   runtime = parser.add_argument_group('runtime parameters of a submitted run')
@@ -165,8 +201,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
   args = _parser().parse_args(argv)
+  collection = args.pipeline == 'collection'
+  if args.output is None:
+    args.output = COLLECTION_OUTPUT if collection else DEFAULT_OUTPUT
   try:
     config = load_vertex_config(args.config)
+    if collection:
+      from collection import production  # pylint: disable=g-import-not-at-top
+      production.check_production_config(config)
+      if args.schedule == '':
+        args.schedule = config.vertex.collection.schedule
+    elif args.schedule == '':
+      raise ConfigError('--schedule needs a cron string, e.g. "0 3 * * 1".')
     tag = args.image_tag or image_tag(os.path.dirname(os.path.abspath(
         __file__)))
     sending = args.submit or args.schedule or args.kfp_host
@@ -181,7 +227,8 @@ def main(argv: Optional[List[str]] = None) -> int:
   from pipeline import progress  # pylint: disable=g-import-not-at-top
   with progress.output_to_log_file(config.paths.log_file) as terminal:
     terminal.write(f'log: {config.paths.log_file}\n')
-    image = compile_pipeline(config, args.output, tag)
+    image = (compile_collection_pipeline if collection else
+             compile_pipeline)(config, args.output, tag)
     terminal.write(f'compiled {os.path.abspath(args.output)}\n'
                    f'  image {image}\n')
     if not sending:

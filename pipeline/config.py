@@ -364,6 +364,56 @@ class Endpoint(_Section):
     return self
 
 
+class VertexCollection(_Section):
+  """The data collection pipeline on Google Cloud (`repairml compile
+  --pipeline collection`): BigQuery selects the raw rows, Dataproc Serverless
+  runs the collection job, the component image loads and publishes."""
+  # The BigQuery dataset of the raw tables (data/raw_sources.sql), as
+  # project.dataset.
+  raw_dataset: str
+  # BigQuery's location of raw_dataset and of the exploration table, e.g. EU
+  # or europe-west4.
+  bigquery_location: str = Field(min_length=1)
+  # A gs:// folder for one run's intermediate files: selection/ (the BigQuery
+  # export) and job/ (the Spark job's output). Each run overwrites it, so runs
+  # must not overlap (a schedule starts one at a time).
+  staging_uri: str
+  # The collection job on Cloud Storage: its main file (a copy of
+  # collection/job.py) and a zip of the collection package it imports
+  # (zip -r collection.zip collection, from the repository root).
+  job_main_uri: str
+  job_package_uri: str
+  # The Dataproc Serverless runtime: 2.2 is Spark 3.5 on Python 3.12.
+  dataproc_runtime_version: str = '2.2'
+  # The account the batch runs as ('' = vertex.service_account), and its
+  # subnetwork ('' = the default network's subnet of the region; it needs
+  # Private Google Access).
+  service_account: str = ''
+  subnetwork_uri: str = ''
+  # When `repairml submit --pipeline collection --schedule` is given no cron:
+  # daily at 04:00 UTC, after the night's uploads and claims have landed.
+  schedule: str = '0 4 * * *'
+
+  @field_validator('raw_dataset')
+  @classmethod
+  def _a_dataset(cls, dataset: str) -> str:
+    if not re.fullmatch(r'([a-z][a-z0-9-]{4,28}[a-z0-9]\.)?[A-Za-z0-9_]{1,1024}',
+                        dataset):
+      raise ValueError('must be a BigQuery dataset as project.dataset (a '
+                       'project id of 6 to 30 lower-case letters, digits and '
+                       'hyphens; a dataset name of letters, digits and '
+                       f'underscores), got {dataset!r}.')
+    return dataset
+
+  @field_validator('staging_uri', 'job_main_uri', 'job_package_uri')
+  @classmethod
+  def _in_cloud_storage(cls, uri: str) -> str:
+    if not re.fullmatch(r'gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/[A-Za-z0-9._~=+-]+)*/?', uri):
+      raise ValueError('must be a gs://BUCKET/PATH URI of letters, digits '
+                       f'and . _ - ~ = +, got {uri!r}.')
+    return uri.rstrip('/')
+
+
 class Vertex(_Section):
   """Production on Google Cloud: Vertex AI Pipelines, Dataflow, Vertex
   Training and Vertex AI endpoints."""
@@ -381,6 +431,8 @@ class Vertex(_Section):
   trainer: WorkerPool = Field(default_factory=WorkerPool)
   tuner: WorkerPool = Field(default_factory=WorkerPool)
   enable_caching: bool = True
+  # The collection pipeline's settings; without them it cannot be compiled.
+  collection: Optional[VertexCollection] = None
 
   @model_validator(mode='before')
   @classmethod
