@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     except JobFailed as error:
         print(f"repairml collect: error: {error}", file=sys.stderr)
         return EXIT_FAILED
-    except (CollectionError, dates.DateError, selection.SelectionError, spans.PublishError) as error:
+    except (CollectionError, dates.DateError, selection.SelectionError, exploration.ExplorationError,
+            spans.PublishError) as error:
         return _error(str(error))
 
 
@@ -103,7 +104,8 @@ def collect(config, date_from: str, date_to: str, car_model: str, terminal: Text
                    f"({time.monotonic() - started:.1f} s)\n")
 
     started = time.monotonic()
-    loaded = exploration.replace_days(settings.exploration_table, os.path.join(job_dir, "exploration"))
+    loaded = exploration.replace_days(settings.exploration_table, os.path.join(job_dir, "exploration"),
+                                      days=date_range.days())
     terminal.write(f"[3/4] exploration table {settings.exploration_table}: {loaded} rows replaced "
                    f"({time.monotonic() - started:.1f} s)\n")
 
