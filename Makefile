@@ -8,6 +8,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 REPAIRML := $(VENV)/bin/repairml
 INSTALLED := $(VENV)/.installed
+# The collection job's own environment: Python 3.12 and Spark 3.5.1, as on
+# Dataproc Serverless 2.2 (collection/requirements.lock). The job and its tests
+# find the repository through PYTHONPATH: setup.py's package needs Python 3.10.
+SPARK_VENV := .venv-spark
+SPARK_PY := $(SPARK_VENV)/bin/python
+SPARK_INSTALLED := $(SPARK_VENV)/.installed
 CONFIG ?= configs/local.yaml
 # The default data set: 50,000 sessions in 4 daily spans.
 DATA_DIR ?= data/sessions
@@ -36,17 +42,28 @@ PYTHON310 := $(shell \
     ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 2>/dev/null | sort -V | tail -n 1; \
   fi)
 
-.PHONY: help install run data test test-fast test-services lock schema-diff clean \
-  image push-image serving-image push-serving-image
+# The collection job needs Python 3.12 (Dataproc Serverless 2.2 runs it), found
+# the same way: python3.12 from PATH if it works, else pyenv's 3.12.
+PYTHON312 := $(shell \
+  if python3.12 -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1; then \
+    command -v python3.12; \
+  else \
+    ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n 1; \
+  fi)
+
+.PHONY: help install spark-env run data test test-collection-job test-fast test-services lock \
+  spark-lock schema-diff clean image push-image serving-image push-serving-image
 
 help:
 	@echo 'make run                 set up .venv, generate the default data, run the local pipeline'
-	@echo 'make test                set up .venv and run the whole test suite'
+	@echo 'make test                set up both environments and run the whole test suite'
 	@echo 'make test-fast           the suite without the slow end-to-end tests'
 	@echo 'make test-services       install what the tests start: MariaDB, headless Chromium'
 	@echo 'make data                generate the default data set if it is missing'
 	@echo 'make schema-diff         diff the schema SchemaGen proposes against schema/schema.pbtxt'
+	@echo 'make spark-env           set up .venv-spark, the collection job'"'"'s Python 3.12 environment'
 	@echo 'make lock                re-compile requirements.lock from requirements.in'
+	@echo 'make spark-lock          re-compile collection/requirements.lock'
 	@echo 'make image               build the component image, tagged IMAGE_URI:<git commit>'
 	@echo 'make push-image          build the component image and push it to IMAGE_URI'
 	@echo 'make serving-image       build the serving image, tagged SERVING_IMAGE_URI:<git commit>'
@@ -72,6 +89,21 @@ $(INSTALLED): requirements.lock setup.py
 
 install: $(INSTALLED)
 
+# uv comes from .venv, which every other target needs anyway.
+$(SPARK_INSTALLED): collection/requirements.lock $(INSTALLED)
+	@if [ -z "$(PYTHON312)" ]; then \
+	  echo 'The collection job needs Python 3.12 (Dataproc Serverless 2.2 runs it): install python3.12, for example with `pyenv install 3.12`, and run make again.' >&2; \
+	  exit 1; \
+	fi
+	@echo '==> creating $(SPARK_VENV) with $(PYTHON312)'
+	@rm -rf $(SPARK_VENV)
+	@$(VENV)/bin/uv venv --quiet --python $(PYTHON312) $(SPARK_VENV)
+	@echo '==> installing the collection job'"'"'s locked dependencies (collection/requirements.lock)'
+	@$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(SPARK_PY) -r collection/requirements.lock
+	@touch $@
+
+spark-env: $(SPARK_INSTALLED)
+
 data: $(INSTALLED)
 	@if compgen -G '$(DATA_DIR)/span-*/*.parquet' >/dev/null; then \
 	  echo "==> data: using the sessions in $(DATA_DIR)"; \
@@ -84,8 +116,16 @@ run: data
 	@echo '==> running the pipeline ($(CONFIG))'
 	@$(REPAIRML) run --config $(CONFIG)
 
-test: $(INSTALLED) test-services
+# The main suite, then the collection job's tests in their own environment
+# (tests/collection_job/pytest.ini keeps them apart from tests/conftest.py,
+# which needs TensorFlow). Each must pass; pytest's exit code 5 (no test
+# collected) fails the target like any other failure.
+test: $(INSTALLED) $(SPARK_INSTALLED) test-services
 	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-collection-job
+
+test-collection-job: $(SPARK_INSTALLED)
+	@PYTHONPATH=$(CURDIR) $(SPARK_PY) -m pytest -c tests/collection_job/pytest.ini tests/collection_job
 
 test-fast: $(INSTALLED) test-services
 	@$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
@@ -136,6 +176,10 @@ lock: $(INSTALLED)
 	$(VENV)/bin/uv pip compile requirements.in --python-version 3.10 \
 	  --python-platform x86_64-unknown-linux-gnu -o requirements.lock
 
+spark-lock: $(INSTALLED)
+	$(VENV)/bin/uv pip compile collection/requirements.in --python-version 3.12 \
+	  --python-platform x86_64-unknown-linux-gnu -o collection/requirements.lock
+
 # The checks before an image is built, for `$(call image_checks,TARGET,URI
 # VARIABLE,URI)`. The tag names a commit, so the tree must be clean: with
 # uncommitted changes the image would hold code that no commit has.
@@ -180,4 +224,4 @@ push-serving-image: serving-image
 	$(DOCKER) push $(SERVING_IMAGE_TAG)
 
 clean:
-	rm -rf $(VENV) runs $(DATA_DIR) *.egg-info
+	rm -rf $(VENV) $(SPARK_VENV) runs $(DATA_DIR) *.egg-info
