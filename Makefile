@@ -8,6 +8,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 REPAIRML := $(VENV)/bin/repairml
 INSTALLED := $(VENV)/.installed
+# The collection job's own environment: Python 3.12 and Spark 3.5.1, as on
+# Dataproc Serverless 2.2 (collection/requirements.lock). The job and its tests
+# find the repository through PYTHONPATH: setup.py's package needs Python 3.10.
+SPARK_VENV := .venv-spark
+SPARK_PY := $(SPARK_VENV)/bin/python
+SPARK_INSTALLED := $(SPARK_VENV)/.installed
 CONFIG ?= configs/local.yaml
 # The default data set: the raw diagnostics and warranty sources of 50,000
 # sessions over 4 days, in RAW_DIR (collection.raw), which `repairml collect`
@@ -39,18 +45,29 @@ PYTHON310 := $(shell \
     ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 2>/dev/null | sort -V | tail -n 1; \
   fi)
 
-.PHONY: help install run raw data test test-fast test-services lock schema-diff clean \
-  image push-image serving-image push-serving-image
+# The collection job needs Python 3.12 (Dataproc Serverless 2.2 runs it), found
+# the same way: python3.12 from PATH if it works, else pyenv's 3.12.
+PYTHON312 := $(shell \
+  if python3.12 -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1; then \
+    command -v python3.12; \
+  else \
+    ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n 1; \
+  fi)
+
+.PHONY: help install spark-env java run raw data test test-collection-job test-fast test-services lock \
+  spark-lock schema-diff clean image push-image serving-image push-serving-image
 
 help:
 	@echo 'make run                 set up, generate the raw sources, collect them into spans, run the local pipeline'
-	@echo 'make test                set up .venv and run the whole test suite'
+	@echo 'make test                set up both environments and run the whole test suite'
 	@echo 'make test-fast           the suite without the slow end-to-end tests'
 	@echo 'make test-services       install what the tests start: MariaDB, headless Chromium'
 	@echo 'make raw                 generate the default raw sources if they are missing'
 	@echo 'make data                collect the raw sources into daily spans (repairml collect)'
 	@echo 'make schema-diff         diff the schema SchemaGen proposes against schema/schema.pbtxt'
+	@echo 'make spark-env           set up .venv-spark, the collection job'"'"'s Python 3.12 environment'
 	@echo 'make lock                re-compile requirements.lock from requirements.in'
+	@echo 'make spark-lock          re-compile collection/requirements.lock'
 	@echo 'make image               build the component image, tagged IMAGE_URI:<git commit>'
 	@echo 'make push-image          build the component image and push it to IMAGE_URI'
 	@echo 'make serving-image       build the serving image, tagged SERVING_IMAGE_URI:<git commit>'
@@ -76,6 +93,21 @@ $(INSTALLED): requirements.lock setup.py
 
 install: $(INSTALLED)
 
+# uv comes from .venv, which every other target needs anyway.
+$(SPARK_INSTALLED): collection/requirements.lock $(INSTALLED)
+	@if [ -z "$(PYTHON312)" ]; then \
+	  echo 'The collection job needs Python 3.12 (Dataproc Serverless 2.2 runs it): install python3.12, for example with `pyenv install 3.12`, and run make again.' >&2; \
+	  exit 1; \
+	fi
+	@echo '==> creating $(SPARK_VENV) with $(PYTHON312)'
+	@rm -rf $(SPARK_VENV)
+	@$(VENV)/bin/uv venv --quiet --python $(PYTHON312) $(SPARK_VENV)
+	@echo '==> installing the collection job'"'"'s locked dependencies (collection/requirements.lock)'
+	@$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(SPARK_PY) -r collection/requirements.lock
+	@touch $@
+
+spark-env: $(SPARK_INSTALLED) java
+
 raw: $(INSTALLED)
 	@if [ -f '$(RAW_DIR)/parquet/diagnostic_sessions.parquet' ]; then \
 	  echo "==> raw: using the raw sources in $(RAW_DIR)"; \
@@ -94,10 +126,18 @@ run: data
 	@echo '==> running the pipeline ($(CONFIG))'
 	@$(REPAIRML) run --config $(CONFIG)
 
-test: $(INSTALLED) test-services
+# The main suite, then the collection job's tests in their own environment
+# (tests/collection_job/pytest.ini keeps them apart from tests/conftest.py,
+# which needs TensorFlow). Each must pass; pytest's exit code 5 (no test
+# collected) fails the target like any other failure.
+test: $(INSTALLED) spark-env test-services
 	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-collection-job
 
-test-fast: $(INSTALLED) test-services
+test-collection-job: spark-env
+	@PYTHONPATH=$(CURDIR) $(SPARK_PY) -m pytest -c tests/collection_job/pytest.ini tests/collection_job
+
+test-fast: $(INSTALLED) spark-env test-services
 	@$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
 
 # The programs the tests start by themselves, as program:Debian package: a
@@ -107,37 +147,47 @@ test-fast: $(INSTALLED) test-services
 TEST_PROGRAMS := mariadbd:mariadb-server mariadb-install-db:mariadb-server \
   chromium:chromium chromedriver:chromium-driver
 
+# Installs, with apt-get, the Debian packages of the programs in $(2)
+# (program:package pairs) that are missing; $(1) names the target.
+define apt_install
+@missing=''; \
+for entry in $(2); do \
+  program="$${entry%%:*}"; package="$${entry#*:}"; \
+  if ! PATH="$$PATH:/usr/sbin:/usr/local/sbin" command -v "$$program" >/dev/null 2>&1; then \
+    case " $$missing " in *" $$package "*) ;; *) missing="$$missing $$package";; esac; \
+  fi; \
+done; \
+if [ -z "$$missing" ]; then exit 0; fi; \
+if ! command -v apt-get >/dev/null 2>&1; then \
+  echo "make $(1): this needs the Debian packages$$missing, and this machine has no apt-get. Install them (or their programs: $(2)) with its package manager, then run make again." >&2; \
+  exit 1; \
+fi; \
+sudo=''; \
+if [ "$$(id -u)" != 0 ]; then \
+  if ! command -v sudo >/dev/null 2>&1; then \
+    echo "make $(1): installing$$missing needs root, and sudo is not installed. Run as root: apt-get install --no-install-recommends$$missing" >&2; \
+    exit 1; \
+  fi; \
+  sudo='sudo'; \
+fi; \
+echo "==> $(1): installing$$missing (apt-get)"; \
+log="$$(mktemp)"; \
+if ! { $$sudo apt-get update -qq && \
+       $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+         --no-install-recommends $$missing; } >"$$log" 2>&1; then \
+  cat "$$log" >&2; rm -f "$$log"; \
+  echo "make $(1): apt-get could not install$$missing (its output is above). Fix the cause, then run make again." >&2; \
+  exit 1; \
+fi; \
+rm -f "$$log"
+endef
+
 test-services:
-	@missing=''; \
-	for entry in $(TEST_PROGRAMS); do \
-	  program="$${entry%%:*}"; package="$${entry#*:}"; \
-	  if ! PATH="$$PATH:/usr/sbin:/usr/local/sbin" command -v "$$program" >/dev/null 2>&1; then \
-	    case " $$missing " in *" $$package "*) ;; *) missing="$$missing $$package";; esac; \
-	  fi; \
-	done; \
-	if [ -z "$$missing" ]; then exit 0; fi; \
-	if ! command -v apt-get >/dev/null 2>&1; then \
-	  echo "make test-services: the tests need the Debian packages$$missing, and this machine has no apt-get. Install MariaDB (mariadbd, mariadb-install-db), Chromium and chromedriver with its package manager, then run make again." >&2; \
-	  exit 1; \
-	fi; \
-	sudo=''; \
-	if [ "$$(id -u)" != 0 ]; then \
-	  if ! command -v sudo >/dev/null 2>&1; then \
-	    echo "make test-services: installing$$missing needs root, and sudo is not installed. Run as root: apt-get install --no-install-recommends$$missing" >&2; \
-	    exit 1; \
-	  fi; \
-	  sudo='sudo'; \
-	fi; \
-	echo "==> test-services: installing$$missing (apt-get)"; \
-	log="$$(mktemp)"; \
-	if ! { $$sudo apt-get update -qq && \
-	       $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	         --no-install-recommends $$missing; } >"$$log" 2>&1; then \
-	  cat "$$log" >&2; rm -f "$$log"; \
-	  echo "make test-services: apt-get could not install$$missing (its output is above). Fix the cause, then run make again." >&2; \
-	  exit 1; \
-	fi; \
-	rm -f "$$log"
+	$(call apt_install,test-services,$(TEST_PROGRAMS))
+
+# Spark needs a Java runtime (17, as on Dataproc Serverless 2.2).
+java:
+	$(call apt_install,java,java:openjdk-17-jre-headless)
 
 schema-diff: $(INSTALLED)
 	@$(REPAIRML) schema diff --config $(CONFIG)
@@ -145,6 +195,10 @@ schema-diff: $(INSTALLED)
 lock: $(INSTALLED)
 	$(VENV)/bin/uv pip compile requirements.in --python-version 3.10 \
 	  --python-platform x86_64-unknown-linux-gnu -o requirements.lock
+
+spark-lock: $(INSTALLED)
+	$(VENV)/bin/uv pip compile collection/requirements.in --python-version 3.12 \
+	  --python-platform x86_64-unknown-linux-gnu -o collection/requirements.lock
 
 # The checks before an image is built, for `$(call image_checks,TARGET,URI
 # VARIABLE,URI)`. The tag names a commit, so the tree must be clean: with
@@ -190,4 +244,4 @@ push-serving-image: serving-image
 	$(DOCKER) push $(SERVING_IMAGE_TAG)
 
 clean:
-	rm -rf $(VENV) runs $(RAW_DIR) $(DATA_DIR) data/collected.duckdb *.egg-info
+	rm -rf $(VENV) $(SPARK_VENV) runs $(RAW_DIR) $(DATA_DIR) data/collected.duckdb *.egg-info

@@ -44,6 +44,10 @@ from preprocessing.transform import preprocessing_fn
 import chromium
 from mariadb import MariaDbServer
 
+# The collection job's tests need its own environment (.venv-spark, Python 3.12):
+# `make test` runs them there, with tests/collection_job/pytest.ini.
+collect_ignore = ['collection_job']
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LABEL = 'repair_labels'
 SMALL_MODEL = {'learning_rate': 0.01, 'hidden_units': 8, 'hidden_layers': 1,
