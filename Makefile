@@ -54,7 +54,7 @@ PYTHON312 := $(shell \
     ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n 1; \
   fi)
 
-.PHONY: help install spark-env java run raw data test test-collection-job test-fast test-services lock \
+.PHONY: help install spark-env java collection-package run raw data test test-collection-job test-fast test-services lock \
   spark-lock schema-diff clean image push-image serving-image push-serving-image
 
 help:
@@ -64,6 +64,7 @@ help:
 	@echo 'make test-services       install what the tests start: MariaDB, headless Chromium'
 	@echo 'make raw                 generate the default raw sources if they are missing'
 	@echo 'make data                collect the raw sources into daily spans (repairml collect)'
+	@echo 'make collection-package  the collection job'"'"'s code for Dataproc Serverless, and how to upload it'
 	@echo 'make schema-diff         diff the schema SchemaGen proposes against schema/schema.pbtxt'
 	@echo 'make spark-env           set up .venv-spark, the collection job'"'"'s Python 3.12 environment'
 	@echo 'make lock                re-compile requirements.lock from requirements.in'
@@ -188,6 +189,13 @@ test-services:
 # Spark needs a Java runtime (17, as on Dataproc Serverless 2.2).
 java:
 	$(call apt_install,java,java:openjdk-17-jre-headless)
+
+# The collection job's code for Dataproc Serverless (collection/job_package.py):
+# runs/collection-package/job.py and collection.zip, and the commands that
+# upload them to the URIs of VERTEX_CONFIG's vertex.collection.
+VERTEX_CONFIG ?= configs/vertex.yaml
+collection-package: $(INSTALLED)
+	@$(PY) -m collection.job_package --out runs/collection-package --config $(VERTEX_CONFIG)
 
 schema-diff: $(INSTALLED)
 	@$(REPAIRML) schema diff --config $(CONFIG)
