@@ -62,7 +62,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from collection.dates import DateError, parse_date
-from collection.job_counts import rule_counts, rule_counts_json
+from collection.job_counts import rule_counts, rule_counts_json, table_summary
 from collection.job_rules import join_and_clean
 from collection.job_selection import JobError, read_selection
 from collection.rules import CollectionRules, RulesError
@@ -145,6 +145,16 @@ def _write_spans(frame: DataFrame, path: str) -> None:
      .write.mode("overwrite").partitionBy(SPAN_COLUMN).parquet(path))
 
 
+def check_dates(date_from: datetime.date, date_to: datetime.date, span_epoch: datetime.date) -> None:
+    """A JobError unless date_from..date_to is a range on or after span_epoch (span 0)."""
+    if date_from > date_to:
+        raise JobError(f"--date-from {date_from} is after --date-to {date_to}; give a range whose first "
+                       f"day comes first")
+    if date_from < span_epoch:
+        raise JobError(f"--date-from {date_from} is before --span-epoch {span_epoch}: its sessions would "
+                       f"have a negative span; collect from {span_epoch} on, or move the span epoch")
+
+
 def run(spark: SparkSession, selection: str, output: str, rules: CollectionRules,
         date_from: datetime.date, date_to: datetime.date, span_epoch: datetime.date,
         progress: Callable[[str], None] = print) -> dict[str, Any]:
@@ -152,16 +162,12 @@ def run(spark: SparkSession, selection: str, output: str, rules: CollectionRules
 
     Raises JobError for the input problems a user can fix.
     """
-    if date_from > date_to:
-        raise JobError(f"--date-from {date_from} is after --date-to {date_to}; give a range whose first "
-                       f"day comes first")
-    if date_from < span_epoch:
-        raise JobError(f"--date-from {date_from} is before --span-epoch {span_epoch}: its sessions would "
-                       f"have a negative span; collect from {span_epoch} on, or move the span epoch")
+    check_dates(date_from, date_to, span_epoch)
     marker = _join(output, RULE_COUNTS_FILE)
     tables = read_selection(spark, selection)
-    progress(f"selection: {tables['diagnostic_sessions'].count()} uploads, "
-             f"{tables['warranty_claims'].count()} claims ({selection})")
+    uploads, uploads_max_ts = table_summary(tables["diagnostic_sessions"], "session_ts")
+    claims, claims_max_submitted_ts = table_summary(tables["warranty_claims"], "submitted_ts")
+    progress(f"selection: {uploads} uploads, {claims} claims ({selection})")
     # The marker of an earlier run must not outlive the outputs this run replaces.
     _remove(spark, marker)
 
@@ -170,8 +176,8 @@ def run(spark: SparkSession, selection: str, output: str, rules: CollectionRules
     try:
         _write_spans(sessions.select(*SESSION_COLUMNS), _join(output, "sessions"))
         _write_spans(sessions.select(*EXPLORATION_COLUMNS), _join(output, "exploration"))
-        document = rule_counts(sessions, joined.claims, tables["diagnostic_sessions"],
-                               tables["warranty_claims"], rules, date_from, date_to)
+        document = rule_counts(sessions, joined.claims, rules, date_from, date_to,
+                               uploads_max_ts, claims_max_submitted_ts)
     finally:
         sessions.unpersist()
         joined.release()
@@ -275,6 +281,7 @@ def _arguments(argv: Optional[Sequence[str]]):
                  for name in ("date_from", "date_to", "span_epoch")}
     except DateError as error:
         raise JobError(str(error)) from None
+    check_dates(**dates)
     try:
         rules = CollectionRules.from_json(args.rules_json)
     except json.JSONDecodeError as error:
