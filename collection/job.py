@@ -29,7 +29,8 @@ A day without sessions has no folder, and zeros in rule_counts.json.
 
 Exit codes: 0 done; 2 a problem the user can fix (a missing selection table, a
 column of the wrong type, a bad date or rule, date_from before span_epoch),
-said in one line on stderr; 1 anything else (the traceback goes to the log).
+said in one line on stderr ("collection job: error: ..."); 1 anything else
+("collection job: failed: ..." on stderr, the traceback in the log).
 Spark's own output goes to --log-file when given; stdout gets a few progress lines.
 """
 from __future__ import annotations
@@ -303,14 +304,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args, rules, dates = _arguments(argv)
     except JobError as error:
-        print(f"collection job: {error}", file=sys.stderr)
+        print(f"collection job: error: {error}", file=sys.stderr)
         return 2
     spark = None
     try:
         spark = spark_session(args.master, args.driver_memory, args.shuffle_partitions, args.log_file)
         run(spark, args.selection, args.output, rules, **dates)
     except JobError as error:
-        print(f"collection job: {error}", file=sys.stderr)
+        print(f"collection job: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # noqa: BLE001 - reported in one line, the traceback goes to the log
         where = args.log_file or "stderr"
@@ -320,7 +321,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             traceback.print_exc()
         first_line = (str(error).strip().splitlines() or [""])[0]
-        print(f"collection job failed: {type(error).__name__}: {first_line} (traceback: {where})",
+        print(f"collection job: failed: {type(error).__name__}: {first_line} (traceback: {where})",
               file=sys.stderr)
         return 1
     finally:

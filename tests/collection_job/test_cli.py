@@ -42,6 +42,7 @@ def _args(selection, output, log_file, **overrides):
 def _one_line(stderr: str) -> str:
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
+    assert lines[0].startswith("collection job: error: "), lines[0]
     return lines[0]
 
 
