@@ -10,7 +10,7 @@ sys.path). It runs both ways:
 
   ARGS: --selection DIR --output DIR --rules-json JSON --date-from YYYY-MM-DD
         --date-to YYYY-MM-DD --span-epoch YYYY-MM-DD [--master local[*]]
-        [--driver-memory 2g] [--shuffle-partitions 4] [--log-file PATH]
+        [--driver-memory 2g] [--shuffle-partitions N] [--log-file PATH]
 
 DIR may be local or gs://. The job reads SELECTION/TABLE.parquet of the five raw
 tables (job_selection.py), applies the rules of collection/rules.py in their
@@ -217,13 +217,15 @@ def _output_to(log_file: Optional[str]) -> Iterator[None]:
 
 
 def spark_session(master: Optional[str] = None, driver_memory: Optional[str] = None,
-                  shuffle_partitions: int = DEFAULT_SHUFFLE_PARTITIONS,
+                  shuffle_partitions: Optional[int] = None,
                   log_file: Optional[str] = None, app_name: str = "repairml-collection") -> SparkSession:
     """A SparkSession set up for the job: UTC, UI off, few shuffle partitions, WARN logging.
 
     master and driver_memory are left to spark-submit (Dataproc) when None;
     run as plain Python, Spark's default master is local[*]. A local master
-    also turns whole-stage code generation off.
+    (local[2]) also means few shuffle partitions (4, unless shuffle_partitions
+    says otherwise) and no whole-stage code generation; elsewhere Spark's
+    defaults hold (200 partitions, which adaptive execution coalesces).
     """
     builder = (SparkSession.builder.appName(app_name)
                .config("spark.ui.enabled", "false")
@@ -231,8 +233,6 @@ def spark_session(master: Optional[str] = None, driver_memory: Optional[str] = N
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
                .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
-               .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-               .config("spark.default.parallelism", str(shuffle_partitions))
                # Parquet timestamps as Arrow and BigQuery read them (not Spark's legacy INT96).
                .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
                # Local files without Hadoop's .crc companions beside every parquet file.
@@ -241,7 +241,13 @@ def spark_session(master: Optional[str] = None, driver_memory: Optional[str] = N
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if master:
         builder = builder.master(master)
-    if master and master.startswith("local"):
+    local = bool(master) and master.startswith("local")
+    if shuffle_partitions is None and local:
+        shuffle_partitions = DEFAULT_SHUFFLE_PARTITIONS
+    if shuffle_partitions is not None:
+        builder = (builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+                   .config("spark.default.parallelism", str(shuffle_partitions)))
+    if local:
         # On one machine's data, compiling each stage's code costs more than it saves
         # (measured: 50,000 sessions on local[2], 43 s instead of 83 s from a cold JVM).
         builder = builder.config("spark.sql.codegen.wholeStage", "false")
@@ -269,8 +275,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--span-epoch", required=True, help="the date of span 0, YYYY-MM-DD")
     parser.add_argument("--master", default=None, help="Spark master, e.g. local[2]; default: spark-submit's")
     parser.add_argument("--driver-memory", default=None, help="e.g. 2g; default: spark-submit's")
-    parser.add_argument("--shuffle-partitions", type=int, default=DEFAULT_SHUFFLE_PARTITIONS,
-                        help=f"spark.sql.shuffle.partitions (default {DEFAULT_SHUFFLE_PARTITIONS}, for 2 cores)")
+    parser.add_argument("--shuffle-partitions", type=int, default=None,
+                        help=f"spark.sql.shuffle.partitions (default: {DEFAULT_SHUFFLE_PARTITIONS} with a local "
+                             f"master, for 2 cores; else Spark's)")
     parser.add_argument("--log-file", default=None, help="Spark's output (default: this process's stderr)")
     return parser
 
@@ -289,7 +296,7 @@ def _arguments(argv: Optional[Sequence[str]]):
         raise JobError(f"--rules-json is not JSON ({error}); pass CollectionRules.to_json()'s text") from None
     except (RulesError, TypeError) as error:
         raise JobError(f"--rules-json: {error}") from None
-    if args.shuffle_partitions < 1:
+    if args.shuffle_partitions is not None and args.shuffle_partitions < 1:
         raise JobError(f"--shuffle-partitions must be 1 or more, got {args.shuffle_partitions}")
     if args.log_file is not None:
         folder = os.path.dirname(os.path.abspath(args.log_file))
