@@ -10,7 +10,7 @@ sys.path). It runs both ways:
 
   ARGS: --selection DIR --output DIR --rules-json JSON --date-from YYYY-MM-DD
         --date-to YYYY-MM-DD --span-epoch YYYY-MM-DD [--master local[*]]
-        [--driver-memory 2g] [--shuffle-partitions 4] [--log-file PATH]
+        [--driver-memory 2g] [--shuffle-partitions N] [--log-file PATH]
 
 DIR may be local or gs://. The job reads SELECTION/TABLE.parquet of the five raw
 tables (job_selection.py), applies the rules of collection/rules.py in their
@@ -29,7 +29,8 @@ A day without sessions has no folder, and zeros in rule_counts.json.
 
 Exit codes: 0 done; 2 a problem the user can fix (a missing selection table, a
 column of the wrong type, a bad date or rule, date_from before span_epoch),
-said in one line on stderr; 1 anything else (the traceback goes to the log).
+said in one line on stderr ("collection job: error: ..."); 1 anything else
+("collection job: failed: ..." on stderr, the traceback in the log).
 Spark's own output goes to --log-file when given; stdout gets a few progress lines.
 """
 from __future__ import annotations
@@ -62,7 +63,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from collection.dates import DateError, parse_date
-from collection.job_counts import rule_counts, rule_counts_json
+from collection.job_counts import rule_counts, rule_counts_json, table_summary
 from collection.job_rules import join_and_clean
 from collection.job_selection import JobError, read_selection
 from collection.rules import CollectionRules, RulesError
@@ -145,6 +146,16 @@ def _write_spans(frame: DataFrame, path: str) -> None:
      .write.mode("overwrite").partitionBy(SPAN_COLUMN).parquet(path))
 
 
+def check_dates(date_from: datetime.date, date_to: datetime.date, span_epoch: datetime.date) -> None:
+    """A JobError unless date_from..date_to is a range on or after span_epoch (span 0)."""
+    if date_from > date_to:
+        raise JobError(f"--date-from {date_from} is after --date-to {date_to}; give a range whose first "
+                       f"day comes first")
+    if date_from < span_epoch:
+        raise JobError(f"--date-from {date_from} is before --span-epoch {span_epoch}: its sessions would "
+                       f"have a negative span; collect from {span_epoch} on, or move the span epoch")
+
+
 def run(spark: SparkSession, selection: str, output: str, rules: CollectionRules,
         date_from: datetime.date, date_to: datetime.date, span_epoch: datetime.date,
         progress: Callable[[str], None] = print) -> dict[str, Any]:
@@ -152,16 +163,12 @@ def run(spark: SparkSession, selection: str, output: str, rules: CollectionRules
 
     Raises JobError for the input problems a user can fix.
     """
-    if date_from > date_to:
-        raise JobError(f"--date-from {date_from} is after --date-to {date_to}; give a range whose first "
-                       f"day comes first")
-    if date_from < span_epoch:
-        raise JobError(f"--date-from {date_from} is before --span-epoch {span_epoch}: its sessions would "
-                       f"have a negative span; collect from {span_epoch} on, or move the span epoch")
+    check_dates(date_from, date_to, span_epoch)
     marker = _join(output, RULE_COUNTS_FILE)
     tables = read_selection(spark, selection)
-    progress(f"selection: {tables['diagnostic_sessions'].count()} uploads, "
-             f"{tables['warranty_claims'].count()} claims ({selection})")
+    uploads, uploads_max_ts = table_summary(tables["diagnostic_sessions"], "session_ts")
+    claims, claims_max_submitted_ts = table_summary(tables["warranty_claims"], "submitted_ts")
+    progress(f"selection: {uploads} uploads, {claims} claims ({selection})")
     # The marker of an earlier run must not outlive the outputs this run replaces.
     _remove(spark, marker)
 
@@ -170,8 +177,8 @@ def run(spark: SparkSession, selection: str, output: str, rules: CollectionRules
     try:
         _write_spans(sessions.select(*SESSION_COLUMNS), _join(output, "sessions"))
         _write_spans(sessions.select(*EXPLORATION_COLUMNS), _join(output, "exploration"))
-        document = rule_counts(sessions, joined.claims, tables["diagnostic_sessions"],
-                               tables["warranty_claims"], rules, date_from, date_to)
+        document = rule_counts(sessions, joined.claims, rules, date_from, date_to,
+                               uploads_max_ts, claims_max_submitted_ts)
     finally:
         sessions.unpersist()
         joined.release()
@@ -210,13 +217,15 @@ def _output_to(log_file: Optional[str]) -> Iterator[None]:
 
 
 def spark_session(master: Optional[str] = None, driver_memory: Optional[str] = None,
-                  shuffle_partitions: int = DEFAULT_SHUFFLE_PARTITIONS,
+                  shuffle_partitions: Optional[int] = None,
                   log_file: Optional[str] = None, app_name: str = "repairml-collection") -> SparkSession:
     """A SparkSession set up for the job: UTC, UI off, few shuffle partitions, WARN logging.
 
     master and driver_memory are left to spark-submit (Dataproc) when None;
     run as plain Python, Spark's default master is local[*]. A local master
-    also turns whole-stage code generation off.
+    (local[2]) also means few shuffle partitions (4, unless shuffle_partitions
+    says otherwise) and no whole-stage code generation; elsewhere Spark's
+    defaults hold (200 partitions, which adaptive execution coalesces).
     """
     builder = (SparkSession.builder.appName(app_name)
                .config("spark.ui.enabled", "false")
@@ -224,8 +233,6 @@ def spark_session(master: Optional[str] = None, driver_memory: Optional[str] = N
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
                .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
-               .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-               .config("spark.default.parallelism", str(shuffle_partitions))
                # Parquet timestamps as Arrow and BigQuery read them (not Spark's legacy INT96).
                .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
                # Local files without Hadoop's .crc companions beside every parquet file.
@@ -234,7 +241,13 @@ def spark_session(master: Optional[str] = None, driver_memory: Optional[str] = N
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if master:
         builder = builder.master(master)
-    if master and master.startswith("local"):
+    local = bool(master) and master.startswith("local")
+    if shuffle_partitions is None and local:
+        shuffle_partitions = DEFAULT_SHUFFLE_PARTITIONS
+    if shuffle_partitions is not None:
+        builder = (builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+                   .config("spark.default.parallelism", str(shuffle_partitions)))
+    if local:
         # On one machine's data, compiling each stage's code costs more than it saves
         # (measured: 50,000 sessions on local[2], 43 s instead of 83 s from a cold JVM).
         builder = builder.config("spark.sql.codegen.wholeStage", "false")
@@ -262,8 +275,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--span-epoch", required=True, help="the date of span 0, YYYY-MM-DD")
     parser.add_argument("--master", default=None, help="Spark master, e.g. local[2]; default: spark-submit's")
     parser.add_argument("--driver-memory", default=None, help="e.g. 2g; default: spark-submit's")
-    parser.add_argument("--shuffle-partitions", type=int, default=DEFAULT_SHUFFLE_PARTITIONS,
-                        help=f"spark.sql.shuffle.partitions (default {DEFAULT_SHUFFLE_PARTITIONS}, for 2 cores)")
+    parser.add_argument("--shuffle-partitions", type=int, default=None,
+                        help=f"spark.sql.shuffle.partitions (default: {DEFAULT_SHUFFLE_PARTITIONS} with a local "
+                             f"master, for 2 cores; else Spark's)")
     parser.add_argument("--log-file", default=None, help="Spark's output (default: this process's stderr)")
     return parser
 
@@ -275,13 +289,14 @@ def _arguments(argv: Optional[Sequence[str]]):
                  for name in ("date_from", "date_to", "span_epoch")}
     except DateError as error:
         raise JobError(str(error)) from None
+    check_dates(**dates)
     try:
         rules = CollectionRules.from_json(args.rules_json)
     except json.JSONDecodeError as error:
         raise JobError(f"--rules-json is not JSON ({error}); pass CollectionRules.to_json()'s text") from None
     except (RulesError, TypeError) as error:
         raise JobError(f"--rules-json: {error}") from None
-    if args.shuffle_partitions < 1:
+    if args.shuffle_partitions is not None and args.shuffle_partitions < 1:
         raise JobError(f"--shuffle-partitions must be 1 or more, got {args.shuffle_partitions}")
     if args.log_file is not None:
         folder = os.path.dirname(os.path.abspath(args.log_file))
@@ -296,14 +311,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args, rules, dates = _arguments(argv)
     except JobError as error:
-        print(f"collection job: {error}", file=sys.stderr)
+        print(f"collection job: error: {error}", file=sys.stderr)
         return 2
     spark = None
     try:
         spark = spark_session(args.master, args.driver_memory, args.shuffle_partitions, args.log_file)
         run(spark, args.selection, args.output, rules, **dates)
     except JobError as error:
-        print(f"collection job: {error}", file=sys.stderr)
+        print(f"collection job: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # noqa: BLE001 - reported in one line, the traceback goes to the log
         where = args.log_file or "stderr"
@@ -313,7 +328,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             traceback.print_exc()
         first_line = (str(error).strip().splitlines() or [""])[0]
-        print(f"collection job failed: {type(error).__name__}: {first_line} (traceback: {where})",
+        print(f"collection job: failed: {type(error).__name__}: {first_line} (traceback: {where})",
               file=sys.stderr)
         return 1
     finally:

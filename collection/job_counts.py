@@ -49,7 +49,7 @@ from pyspark.sql import functions as F
 from collection.rules import CollectionRules
 
 __all__ = ["COUNT_NAMES", "SESSION_COUNTS", "CLAIM_COUNTS", "rule_counts", "rule_counts_json",
-           "ISO_TIMESTAMP"]
+           "table_summary", "ISO_TIMESTAMP"]
 
 SESSION_COUNTS = ("uploads", "duplicate_uploads", "sessions", "dtc_readouts", "normalised_codes",
                   "converted_readings", "unknown_units", "sessions_with_claim", "sessions_without_claim",
@@ -104,16 +104,20 @@ def _claim_day_counts(claims: DataFrame) -> dict[Optional[str], dict[str, int]]:
     return {row["day"]: {k: int(v) for k, v in row.asDict().items() if k != "day"} for row in rows}
 
 
-def _watermark(frame: DataFrame, column: str) -> Optional[str]:
-    return frame.agg(F.date_format(F.max(column), ISO_TIMESTAMP).alias("w")).collect()[0]["w"]
+def table_summary(frame: DataFrame, time_column: str) -> tuple[int, Optional[str]]:
+    """(rows, the latest time_column as rule_counts.json writes it, or None), in one Spark job."""
+    row = frame.agg(F.count(F.lit(1)).alias("rows"),
+                    F.date_format(F.max(time_column), ISO_TIMESTAMP).alias("latest")).collect()[0]
+    return int(row["rows"]), row["latest"]
 
 
-def rule_counts(sessions: DataFrame, claims: DataFrame, uploads: DataFrame, raw_claims: DataFrame,
-                rules: CollectionRules, date_from: datetime.date, date_to: datetime.date) -> dict[str, Any]:
+def rule_counts(sessions: DataFrame, claims: DataFrame, rules: CollectionRules, date_from: datetime.date,
+                date_to: datetime.date, uploads_max_ts: Optional[str],
+                claims_max_submitted_ts: Optional[str]) -> dict[str, Any]:
     """The rule_counts.json document (see the module docstring).
 
-    sessions and claims are JoinedSessions' frames; uploads and raw_claims the
-    selection's diagnostic_sessions and warranty_claims, for the watermarks.
+    sessions and claims are JoinedSessions' frames; the watermarks are the
+    latest session_ts and submitted_ts of the selection (table_summary).
     """
     session_days = _session_day_counts(sessions)
     claim_days = _claim_day_counts(claims)
@@ -132,8 +136,7 @@ def rule_counts(sessions: DataFrame, claims: DataFrame, uploads: DataFrame, raw_
         "date_from": date_from.isoformat(),
         "date_to": date_to.isoformat(),
         "rules": rules.to_dict(),
-        "watermarks": {"uploads_max_ts": _watermark(uploads, "session_ts"),
-                       "claims_max_submitted_ts": _watermark(raw_claims, "submitted_ts")},
+        "watermarks": {"uploads_max_ts": uploads_max_ts, "claims_max_submitted_ts": claims_max_submitted_ts},
         "total": total,
         "days": days,
     }
