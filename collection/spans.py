@@ -132,7 +132,9 @@ def publish(job_dir: str, spans_dir: str) -> Published:
     manifest["runs"] = [r for r in manifest.get("runs", []) if r.get("run_id") != run["run_id"]] + [run]
     manifest["runs"].sort(key=lambda r: (r["date_from"], r["date_to"]))
     manifest["spans"] = dict(sorted(manifest["spans"].items(), key=lambda item: int(item[0])))
-    _write_bytes(spans_fs, manifest_path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    if _read_bytes(spans_fs, manifest_path) != text:  # an identical manifest is left as it is, mtime too
+        _write_bytes(spans_fs, manifest_path, text)
     return Published(manifest=manifest, written=tuple(written), unchanged=tuple(unchanged))
 
 
@@ -242,6 +244,13 @@ def _read_json(fs: pafs.FileSystem, path: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise PublishError(f"{path} is not valid JSON ({error}); restore it or move it away") from None
+
+
+def _read_bytes(fs: pafs.FileSystem, path: str) -> bytes | None:
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as handle:
+        return handle.read()
 
 
 def _sha256(fs: pafs.FileSystem, path: str) -> str | None:
