@@ -16,7 +16,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-__all__ = ["DateRange", "DateError", "parse_date", "resolve_range", "span_of", "date_of_span"]
+__all__ = ["DateRange", "DateError", "parse_date", "resolve_range", "check_range", "span_of", "date_of_span"]
 
 
 class DateError(ValueError):
@@ -67,13 +67,19 @@ def resolve_range(date_from: str, date_to: str, window_days: int, today: datetim
             return None
         first = first or max(available.first, epoch)
         last = last or available.last
+    check_range(first, last, epoch)
+    return DateRange(first, last)
+
+
+def check_range(first: datetime.date, last: datetime.date, epoch: datetime.date,
+                epoch_name: str = "collection.span_epoch") -> None:
+    """A DateError unless first..last is a range that starts on or after span 0's day."""
     if first > last:
         raise DateError(f"--date-from {first.isoformat()} is after --date-to {last.isoformat()}; "
                         f"give a range whose first day comes first")
     if first < epoch:
-        raise DateError(f"--date-from {first.isoformat()} is before collection.span_epoch {epoch.isoformat()}, "
-                        f"the day of span 0; collect from {epoch.isoformat()} on, or move span_epoch")
-    return DateRange(first, last)
+        raise DateError(f"--date-from {first.isoformat()} is before {epoch_name} {epoch.isoformat()}, "
+                        f"the day of span 0; collect from {epoch.isoformat()} on, or move the span epoch")
 
 
 def span_of(day: datetime.date, span_epoch: str) -> int:

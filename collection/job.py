@@ -55,14 +55,14 @@ import datetime
 import json
 import time
 import traceback
-import uuid
 from typing import Any, Callable, Iterator, Optional, Sequence
 from urllib.parse import urlparse
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from collection.dates import DateError, parse_date
+from collection.dates import DateError, check_range, parse_date
+from collection.files import write_atomically
 from collection.job_counts import rule_counts, rule_counts_json, table_summary
 from collection.job_rules import join_and_clean
 from collection.job_selection import JobError, read_selection
@@ -112,17 +112,7 @@ def write_text_atomically(spark: SparkSession, path: str, text: str) -> None:
     local = _local_path(path)
     data = text.encode("utf-8")
     if local is not None:
-        folder = os.path.dirname(os.path.abspath(local))
-        os.makedirs(folder, exist_ok=True)
-        temporary = os.path.join(folder, f".{os.path.basename(local)}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-            os.replace(temporary, local)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(temporary)
-            raise
+        write_atomically(local, data)
         return
     fs, hadoop_path = _hadoop_fs(spark, path)
     stream = fs.create(hadoop_path, True)
@@ -148,12 +138,10 @@ def _write_spans(frame: DataFrame, path: str) -> None:
 
 def check_dates(date_from: datetime.date, date_to: datetime.date, span_epoch: datetime.date) -> None:
     """A JobError unless date_from..date_to is a range on or after span_epoch (span 0)."""
-    if date_from > date_to:
-        raise JobError(f"--date-from {date_from} is after --date-to {date_to}; give a range whose first "
-                       f"day comes first")
-    if date_from < span_epoch:
-        raise JobError(f"--date-from {date_from} is before --span-epoch {span_epoch}: its sessions would "
-                       f"have a negative span; collect from {span_epoch} on, or move the span epoch")
+    try:
+        check_range(date_from, date_to, span_epoch, epoch_name="--span-epoch")
+    except DateError as error:
+        raise JobError(str(error)) from None
 
 
 def run(spark: SparkSession, selection: str, output: str, rules: CollectionRules,

@@ -99,7 +99,7 @@ def test_bad_arguments_are_one_line_and_exit_2_before_spark_starts(tmp_path, ove
 
 def test_run_checks_the_dates_too(spark, tmp_path):
     from collection.job import JobError, run
-    with pytest.raises(JobError, match="before --span-epoch 2026-01-01: its sessions would have a negative span"):
+    with pytest.raises(JobError, match="before --span-epoch 2026-01-01, the day of span 0"):
         run(spark, str(tmp_path), str(tmp_path / "out"), CollectionRules(), datetime.date(2025, 12, 31),
             datetime.date(2026, 1, 3), datetime.date(2026, 1, 1))
 

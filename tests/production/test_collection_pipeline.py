@@ -313,27 +313,6 @@ def test_collection_runtime_parameters_are_checked_before_sending():
     production.checked_values(car_model="x' OR '1'='1")
 
 
-@pytest.fixture
-def recorded(monkeypatch):
-  """Stops `repairml submit` at the Vertex AI SDK: records what it sends."""
-  from google.auth.credentials import AnonymousCredentials
-  from pipeline.production import submission
-  calls = {}
-  monkeypatch.setattr(submission, 'default_credentials', AnonymousCredentials)
-  monkeypatch.setattr(submission, 'check_images',
-                      lambda job: calls.setdefault('checked', job))
-  monkeypatch.setattr(submission, 'submit', lambda job, service_account: (
-      calls.update(job=job, service_account=service_account) or
-      submission.Submission('projects/p/jobs/j', 'https://console/j')))
-  monkeypatch.setattr(
-      submission, 'schedule',
-      lambda job, cron, display_name, service_account: (
-          calls.update(job=job, cron=cron, display_name=display_name,
-                       service_account=service_account) or
-          submission.Submission('projects/p/schedules/s', 'https://console/s')))
-  return calls
-
-
 def test_schedule_without_a_cron_schedules_the_collection_daily(
     tmp_path, recorded, capfd):
   assert kubeflow_runner.main([

@@ -9,7 +9,6 @@ import typing
 from pathlib import Path
 
 import pytest
-from google.auth.credentials import AnonymousCredentials
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -389,24 +388,6 @@ class _Args:
     self.train_steps = self.schedule = self.kfp_host = None
     self.no_cache = False
     self.__dict__.update(given)
-
-
-@pytest.fixture
-def recorded(monkeypatch):
-  """Stops `repairml submit` at the Vertex AI SDK: records what it sends."""
-  calls = {}
-  monkeypatch.setattr(submission, 'default_credentials', AnonymousCredentials)
-  monkeypatch.setattr(submission, 'check_images',
-                      lambda job: calls.setdefault('checked', job))
-  monkeypatch.setattr(submission, 'submit', lambda job, service_account: (
-      calls.update(job=job, service_account=service_account) or
-      submission.Submission('projects/p/jobs/j', 'https://console/j')))
-  monkeypatch.setattr(
-      submission, 'schedule',
-      lambda job, cron, display_name, service_account: (
-          calls.update(job=job, cron=cron, service_account=service_account) or
-          submission.Submission('projects/p/schedules/s', 'https://console/s')))
-  return calls
 
 
 def _send(compiled, args, terminal):
