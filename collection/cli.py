@@ -141,9 +141,11 @@ def _run_spark_job(settings, rules, date_range: dates.DateRange, selection_dir: 
     environment = dict(os.environ, PYTHONPATH=_REPOSITORY, PYSPARK_PYTHON=settings.spark.python)
     job = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
     with open(log_file, "a", encoding="utf-8") as log:
-        log.write(job.stderr)
+        log.write(job.stdout + job.stderr)
+    # The job's progress lines name its working folders; the terminal gets its join summary.
     for line in job.stdout.splitlines():
-        terminal.write(f"      {line}\n")
+        if line.startswith("sessions:"):
+            terminal.write(f"      {line}\n")
     if job.returncode == EXIT_USAGE:
         reason = next((line for line in reversed(job.stderr.splitlines()) if "error:" in line),
                       f"see {log_file}")
