@@ -23,5 +23,8 @@ steps of the KFP pipeline that `repairml compile --pipeline collection` writes:
   4. publishing (spans.py): each span file replaces SPANS/span-K/sessions.parquet
      whole, and SPANS/manifest.json records each span's rows, content
      fingerprint, source watermarks and rule counts.
-A run that fails before step 4 leaves every published span as it was.
+A run that fails before step 4 leaves every published span as it was. In
+production a last step loads the data-quality report's statistics of the run's
+days into BigQuery tables (bigquery_stats.py); locally `repairml data report`
+shows them as HTML (report.py).
 """

@@ -18,17 +18,40 @@ delimited JSON, an explicit schema). Every table is partitioned by
 collection_date, and each load replaces its date's partition (TABLE$YYYYMMDD,
 WRITE_TRUNCATE): a report written again for the same date replaces that date's
 rows instead of adding a second copy.
+
+The production pipeline's last step (collection/production.py) is
+
+  python -m collection.bigquery_stats publish --table PROJECT.DATASET.TABLE --spans gs://...
+      --dataset PROJECT.DATASET --date-from D --date-to D --vocabulary-json '[...]'
+      [--label-column C] [--project P] [--location L]
+
+It reads the collected days' rows of the exploration table (exploration_query:
+one parameterised SELECT, whose partition filter keeps the scan to those days),
+the span manifest (SPANS/manifest.json, local or gs://), builds the report's
+content (collection/report.py build_report) and loads its rows with the run id
+D..D (the manifest's run that the publish step recorded) and collection date
+date_to. A value that cannot be used: one line, exit code 2; a failure of
+BigQuery or Cloud Storage: one line, exit code 1.
 """
 from __future__ import annotations
 
+import argparse
 import datetime
+import json
 import math
 import re
-from typing import Any, Optional
+import sys
+import warnings
+from typing import Any, Callable, Optional, Sequence
 
-from google.cloud import bigquery
+# google.api_core warns on import that Python 3.10 is unsupported: harmless (PLATFORM.md), and the
+# pipeline step's log is for its own lines.
+warnings.filterwarnings("ignore", message="You are using a non-supported Python version", category=FutureWarning)
 
-__all__ = ["TABLE_SCHEMAS", "statistics_rows", "load_job_config", "load_statistics", "StatisticsLoadError"]
+from google.cloud import bigquery  # noqa: E402  pylint: disable=wrong-import-position
+
+__all__ = ["TABLE_SCHEMAS", "statistics_rows", "load_job_config", "load_statistics", "StatisticsLoadError",
+           "StatisticsInputError", "exploration_query", "read_exploration_rows", "publish_statistics", "main"]
 
 _KEY = [bigquery.SchemaField("run_id", "STRING", mode="REQUIRED"),
         bigquery.SchemaField("collection_date", "DATE", mode="REQUIRED"),
@@ -67,6 +90,10 @@ _DATASET = re.compile(r"^(?:(?:[A-Za-z0-9.-]+:)?[A-Za-z0-9-]+\.)?[A-Za-z0-9_]+$"
 
 class StatisticsLoadError(RuntimeError):
     """A load job that BigQuery refused or that failed; the message names the table and the reason."""
+
+
+class StatisticsInputError(ValueError):
+    """An input of the publish command that cannot be used; the message says what, where and what to do."""
 
 
 def _finite(value: Any) -> Optional[float]:
@@ -193,3 +220,176 @@ def load_statistics(client: bigquery.Client, dataset: str, rows: dict[str, list[
                                       f"{str(error).strip().splitlines()[0] if str(error).strip() else error!r}"
                                       ) from error
     return jobs
+
+
+# --- The production pipeline's step: the exploration table's days -> the statistics tables ------
+
+
+def _checked_table(table: str) -> str:
+    from pipeline import bigquery_values  # the modeling source's rule: project.dataset.table
+
+    try:
+        bigquery_values.check_table(table)
+    except bigquery_values.QueryError as error:
+        raise StatisticsInputError(f"--table (collection.exploration_table): {error.problem}") from None
+    return table
+
+
+def exploration_query(table: str, date_from: datetime.date,
+                      date_to: datetime.date) -> tuple[str, list[bigquery.ScalarQueryParameter]]:
+    """The SELECT of the exploration table's sessions of date_from..date_to, and its DATE parameters.
+
+    session_date is the 'YYYY-MM-DD' STRING of the modeling table; the filter on
+    session_ts, the partition column (collection/exploration.py), keeps the scan
+    to the days' partitions.
+    """
+    _checked_table(table)
+    sql = (f"SELECT * FROM `{table}`\n"
+           "WHERE session_ts >= TIMESTAMP(@date_from)\n"
+           "  AND session_ts < TIMESTAMP(DATE_ADD(@date_to, INTERVAL 1 DAY))\n"
+           "  AND session_date BETWEEN CAST(@date_from AS STRING) AND CAST(@date_to AS STRING)\n"
+           "ORDER BY session_date, session_id")
+    return sql, [bigquery.ScalarQueryParameter("date_from", "DATE", date_from),
+                 bigquery.ScalarQueryParameter("date_to", "DATE", date_to)]
+
+
+def read_exploration_rows(client: bigquery.Client, table: str, date_from: datetime.date,
+                          date_to: datetime.date, create_bqstorage_client: bool = True):
+    """The exploration table's rows of the days as a pandas DataFrame, as the report reads them locally.
+
+    Read through Arrow (QueryJob.to_arrow): to_dataframe would need db-dtypes for
+    the DATE column. Large results come through the BigQuery Storage API.
+    """
+    from collection import report  # pylint: disable=g-import-not-at-top
+    from data.generator import SESSION_SCHEMA  # pylint: disable=g-import-not-at-top
+
+    sql, parameters = exploration_query(table, date_from, date_to)
+    job = client.query(sql, job_config=bigquery.QueryJobConfig(
+        query_parameters=parameters, labels={"repairml-step": "collection-statistics"}),
+        job_id_prefix="repairml_collection_stats_read_")
+    rows = job.to_arrow(create_bqstorage_client=create_bqstorage_client)
+    absent = [c for c in list(SESSION_SCHEMA.names) + list(report.REQUIRED_JOIN_COLUMNS)
+              if c not in rows.column_names]
+    if absent:
+        raise StatisticsInputError(f"the exploration table {table} lacks the columns {', '.join(absent)}: it was "
+                                   "not loaded by this version of the collection pipeline; collect again")
+    if rows.num_rows == 0:
+        raise StatisticsInputError(f"the exploration table {table} holds no sessions of {date_from}..{date_to}: "
+                                   "there are no statistics to write; collect days the raw sources have")
+    return rows.to_pandas()
+
+
+def _manifest(spans: str, run_id: str) -> dict[str, Any]:
+    from collection import spans as spans_module  # pylint: disable=g-import-not-at-top
+
+    try:
+        manifest = spans_module.read_manifest(spans)
+    except spans_module.PublishError as error:
+        raise StatisticsInputError(str(error)) from None
+    where = f"{spans.rstrip('/')}/{spans_module.MANIFEST_NAME}"
+    if manifest is None:
+        raise StatisticsInputError(f"no span manifest at {where} (--spans, collection.spans): the publish step "
+                                   "writes it; run the collection pipeline's steps in order")
+    if not isinstance(manifest, dict) or manifest.get("format") != 1 or not isinstance(manifest.get("spans"), dict):
+        raise StatisticsInputError(f"{where} is not a span manifest of format 1: collect again")
+    if run_id not in {run.get("run_id") for run in manifest.get("runs") or [] if isinstance(run, dict)}:
+        raise StatisticsInputError(f"{where} records no collection run {run_id}: the publish step of this run "
+                                   "records it; run the collection pipeline's steps in order")
+    return manifest
+
+
+def publish_statistics(client: bigquery.Client, table: str, spans: str, dataset: str,
+                       date_from: datetime.date, date_to: datetime.date, vocabulary: Sequence[str],
+                       label_column: str = "repair_labels", create_bqstorage_client: bool = True,
+                       log: Callable[[str], None] = print) -> list[bigquery.LoadJob]:
+    """Reads the days' exploration rows and the manifest, builds the report, loads its statistics
+    into DATASET (the run D..D, collection date date_to); returns the load jobs."""
+    from collection import report  # pylint: disable=g-import-not-at-top
+
+    if not _DATASET.match(dataset):
+        raise StatisticsInputError(f"--dataset (vertex.collection.statistics_dataset): {dataset!r} is not "
+                                   "a BigQuery dataset as project.dataset")
+    run_id = f"{date_from.isoformat()}..{date_to.isoformat()}"
+    manifest = _manifest(spans, run_id)
+    frame = read_exploration_rows(client, table, date_from, date_to, create_bqstorage_client)
+    log(f"read {len(frame):,} sessions of {run_id} from {table}")
+    try:
+        collection_report = report.build_report(frame, manifest, vocabulary, table_path=table,
+                                                manifest_path=f"{spans.rstrip('/')}/manifest.json",
+                                                label_column=label_column)
+    except report.ReportError as error:
+        raise StatisticsInputError(str(error)) from None
+    rows = statistics_rows(collection_report, run_id, date_to)
+    jobs = load_statistics(client, dataset, rows, date_to)
+    for job in jobs:
+        log(f"loaded {len(rows[job.destination.table_id.split('$')[0]]):,} rows into "
+            f"{dataset}.{job.destination.table_id}")
+    return jobs
+
+
+def _vocabulary(text: str) -> list[str]:
+    try:
+        vocabulary = json.loads(text)
+    except ValueError:
+        vocabulary = None
+    if not (isinstance(vocabulary, list) and vocabulary and all(isinstance(v, str) for v in vocabulary)):
+        raise StatisticsInputError(f"--vocabulary-json: {text[:60]!r} is not a JSON list of label names "
+                                   "(label.vocabulary)")
+    return vocabulary
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m collection.bigquery_stats publish ...`: 0; 2 with one line for an unusable input; 1 with
+    one line when BigQuery or Cloud Storage failed."""
+    from collection.dates import DateError, DateRange, parse_date  # pylint: disable=g-import-not-at-top
+
+    parser = argparse.ArgumentParser(prog="python -m collection.bigquery_stats")
+    commands = parser.add_subparsers(dest="command", required=True)
+    publish = commands.add_parser("publish", help="load the collected days' data-quality statistics into BigQuery")
+    publish.add_argument("--table", required=True, help="the exploration table, project.dataset.table")
+    publish.add_argument("--spans", required=True, help="the spans folder with manifest.json (local or gs://)")
+    publish.add_argument("--dataset", default="",
+                         help="the statistics tables' dataset, project.dataset ('' = the table's dataset)")
+    publish.add_argument("--date-from", required=True)
+    publish.add_argument("--date-to", required=True)
+    publish.add_argument("--vocabulary-json", required=True, help="label.vocabulary as a JSON list")
+    publish.add_argument("--label-column", default="repair_labels")
+    publish.add_argument("--project", default=None, help="the project the BigQuery jobs run in")
+    publish.add_argument("--location", default=None, help="the BigQuery location of the datasets")
+    args = parser.parse_args(argv)
+    try:
+        date_range = DateRange(parse_date("--date-from", args.date_from), parse_date("--date-to", args.date_to))
+        if date_range.first > date_range.last:
+            raise DateError(f"--date-from {date_range.first} is after --date-to {date_range.last}; give a range "
+                            "whose first day comes first")
+        dataset = args.dataset or _checked_table(args.table).rsplit(".", 1)[0]
+        vocabulary = _vocabulary(args.vocabulary_json)
+    except (DateError, StatisticsInputError) as error:
+        print(f"repairml: {error}", file=sys.stderr)
+        return 2
+    from google.api_core import exceptions as api_exceptions  # pylint: disable=g-import-not-at-top
+    from google.auth import exceptions as auth_exceptions  # pylint: disable=g-import-not-at-top
+
+    try:
+        client = bigquery.Client(project=args.project, location=args.location)
+        publish_statistics(client, args.table, args.spans, dataset, date_range.first, date_range.last,
+                           vocabulary, args.label_column)
+    except StatisticsInputError as error:
+        print(f"repairml: {error}", file=sys.stderr)
+        return 2
+    except StatisticsLoadError as error:
+        print(f"repairml: {error}", file=sys.stderr)
+        return 1
+    except (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError, OSError) as error:
+        print(f"repairml: writing the data-quality statistics of {args.table} to {dataset} failed: "
+              f"{_one_line(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

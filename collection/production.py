@@ -4,8 +4,8 @@
 offline by compile_pipeline); `repairml submit --pipeline collection
 [--schedule CRON]` runs or schedules it. Its runtime parameters are date_from,
 date_to and car_model ('' = the collection.window_days days up to yesterday,
-every car model). The steps of collection/__init__.py, each after the one
-before:
+every car model). The steps of collection/__init__.py and a last one for the
+data-quality statistics, each after the one before:
   0. resolve-dates (component image, pipeline_steps.py): the run's days, the
      BigQuery query parameters and the job's arguments;
   1. selection (BigqueryQueryJobOp): selection.bigquery_statements, EXPORT DATA
@@ -16,12 +16,17 @@ before:
      WRITE_TRUNCATE load job per day partition. A component rather than a
      LOAD DATA statement: the number of days is known only at run time, and a
      day without sessions must have its partition deleted, not loaded;
-  4. publish (component image): `python -m collection.spans publish`.
+  4. publish (component image): `python -m collection.spans publish`;
+  5. data-quality statistics (component image): `python -m
+     collection.bigquery_stats publish` reads the run's days of the
+     exploration table and the manifest and loads the report's statistics
+     into vertex.collection.statistics_dataset (bigquery_stats.py).
 Every step runs again on every run (no caching): the same days collected a
 day later hold the claims that arrived since.
 """
 # No `from __future__ import annotations` here, unlike the rest of collection/: KFP reads the
 # component functions' annotations (dsl.OutputPath(str)) as objects when it builds the components.
+import json
 import os
 import tempfile
 from typing import Any, Dict, Optional
@@ -30,18 +35,23 @@ import yaml
 
 from collection import selection
 
-__all__ = ["PIPELINE_NAME", "DEFAULT_OUTPUT", "TASKS", "job_dir", "create_pipeline", "pipeline_job_json",
-           "compile_pipeline", "check_production_config", "checked_values"]
+__all__ = ["PIPELINE_NAME", "DEFAULT_OUTPUT", "TASKS", "job_dir", "statistics_dataset", "create_pipeline",
+           "pipeline_job_json", "compile_pipeline", "check_production_config", "checked_values"]
 
 PIPELINE_NAME = "repairml-collection"
 DEFAULT_OUTPUT = "runs/collection_pipeline.json"
 # The tasks of the compiled pipeline, in order.
 TASKS = ("resolve-dates", "bigquery-query-job", "dataproc-create-pyspark-batch", "load-exploration-table",
-         "publish-spans")
+         "publish-spans", "data-quality-statistics")
 
 
 def job_dir(staging_uri: str) -> str:
     return f"{staging_uri.rstrip('/')}/job"
+
+
+def statistics_dataset(config) -> str:
+    """The statistics tables' dataset: vertex.collection.statistics_dataset, or the exploration table's."""
+    return config.vertex.collection.statistics_dataset or config.collection.exploration_table.rsplit(".", 1)[0]
 
 
 def _selection_dir(staging_uri: str) -> str:
@@ -136,6 +146,15 @@ def create_pipeline(config, image: str):
             "python", "-m", "collection.spans", "publish", "--job-dir", job_dir(staging),
             "--spans", settings.spans])
 
+    @dsl.container_component
+    def data_quality_statistics(date_from: str, date_to: str):
+        return dsl.ContainerSpec(image=image, command=[
+            "python", "-m", "collection.bigquery_stats", "publish",
+            "--table", settings.exploration_table, "--spans", settings.spans,
+            "--dataset", statistics_dataset(config), "--date-from", date_from, "--date-to", date_to,
+            "--vocabulary-json", json.dumps(list(config.label.vocabulary)), "--label-column", config.label.column,
+            "--project", vertex.project, "--location", production.bigquery_location])
+
     @dsl.pipeline(name=PIPELINE_NAME, pipeline_root=f"{config.paths.pipeline_root.rstrip('/')}/collection",
                   description="repairml data collection: raw diagnostics and warranty claims -> daily spans")
     def collection_pipeline(date_from: str = settings.date_from, date_to: str = settings.date_to,
@@ -163,7 +182,10 @@ def create_pipeline(config, image: str):
         load.set_display_name("exploration table (BigQuery)")
         publish = publish_spans().after(load)
         publish.set_display_name("publish the spans")
-        for task in (dates, select, job, load, publish):
+        statistics = data_quality_statistics(date_from=dates.outputs["out_date_from"],
+                                             date_to=dates.outputs["out_date_to"]).after(publish)
+        statistics.set_display_name("data-quality statistics (BigQuery)")
+        for task in (dates, select, job, load, publish, statistics):
             task.set_caching_options(False)
 
     return collection_pipeline

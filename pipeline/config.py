@@ -18,7 +18,7 @@ from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple
 import pydantic
 import yaml
 from pydantic import AfterValidator, ConfigDict, Field, field_validator
-from pydantic import model_validator
+from pydantic import ValidationInfo, model_validator
 
 from collection.rules import CollectionRules, RulesError
 from pipeline import bigquery_values
@@ -393,10 +393,16 @@ class VertexCollection(_Section):
   # When `repairml submit --pipeline collection --schedule` is given no cron:
   # daily at 04:00 UTC, after the night's uploads and claims have landed.
   schedule: str = '0 4 * * *'
+  # The BigQuery dataset (project.dataset, in bigquery_location) of the
+  # data-quality statistics tables the last step loads
+  # (collection/bigquery_stats.py); '' = the exploration table's dataset.
+  statistics_dataset: str = ''
 
-  @field_validator('raw_dataset')
+  @field_validator('raw_dataset', 'statistics_dataset')
   @classmethod
-  def _a_dataset(cls, dataset: str) -> str:
+  def _a_dataset(cls, dataset: str, info: ValidationInfo) -> str:
+    if info.field_name == 'statistics_dataset' and not dataset:
+      return dataset
     if not re.fullmatch(r'([a-z][a-z0-9-]{4,28}[a-z0-9]\.)?[A-Za-z0-9_]{1,1024}',
                         dataset):
       raise ValueError('must be a BigQuery dataset as project.dataset (a '

@@ -1,4 +1,4 @@
-"""The data collection pipeline compiled for Vertex AI, offline: its five steps
+"""The data collection pipeline compiled for Vertex AI, offline: its six steps
 and their order, runtime parameters, the BigQuery script and parameters, the
 Dataproc batch, the images, and the commands of the steps that run in the
 component image (the first one is run here, as the pipeline would run it)."""
@@ -31,6 +31,7 @@ UPSTREAM = {
     'dataproc-create-pyspark-batch': {'bigquery-query-job', 'resolve-dates'},
     'load-exploration-table': {'dataproc-create-pyspark-batch', 'resolve-dates'},
     'publish-spans': {'load-exploration-table'},
+    'data-quality-statistics': {'publish-spans', 'resolve-dates'},
 }
 
 
@@ -82,7 +83,7 @@ def test_compiles_the_collection_pipeline_job(job, spec):
       'gs://my-gcp-project-repairml/pipeline-root/collection')
 
 
-def test_the_five_steps_run_one_after_the_other(spec):
+def test_the_six_steps_run_one_after_the_other(spec):
   tasks = spec['root']['dag']['tasks']
   assert {name: set(task.get('dependentTasks', [])) for name, task in
           tasks.items()} == UPSTREAM
@@ -139,7 +140,8 @@ def test_the_dataproc_batch_runs_the_collection_job(spec):
 
 
 def test_the_steps_of_the_component_image_run_this_commits_image(spec):
-  for task in ('resolve-dates', 'load-exploration-table', 'publish-spans'):
+  for task in ('resolve-dates', 'load-exploration-table', 'publish-spans',
+               'data-quality-statistics'):
     assert _container(spec, task)['image'] == IMAGE
   for task in ('bigquery-query-job', 'dataproc-create-pyspark-batch'):
     assert _container(spec, task)['image'].startswith(
@@ -165,6 +167,54 @@ def test_the_publish_step_publishes_the_jobs_spans(spec):
   assert _container(spec, 'publish-spans')['command'] == [
       'python', '-m', 'collection.spans', 'publish', '--job-dir',
       f'{STAGING}/job', '--spans', 'gs://my-gcp-project-repairml/spans']
+
+
+def test_the_last_step_loads_the_runs_data_quality_statistics(spec, config):
+  task = _task(spec, 'data-quality-statistics')
+  assert task['taskInfo']['name'] == 'data-quality statistics (BigQuery)'
+  assert set(task['dependentTasks']) == {'publish-spans', 'resolve-dates'}
+  command = _container(spec, 'data-quality-statistics')['command']
+  assert command[:4] == ['python', '-m', 'collection.bigquery_stats',
+                         'publish']
+  options = dict(zip(command[4::2], command[5::2]))
+  assert len(options) * 2 == len(command) - 4  # flags and values only
+  assert options == {
+      '--table': 'my-gcp-project.repairml.sessions',
+      '--spans': 'gs://my-gcp-project-repairml/spans',
+      # statistics_dataset "" in configs/vertex.yaml: the exploration
+      # table's dataset.
+      '--dataset': 'my-gcp-project.repairml',
+      '--date-from': "{{$.inputs.parameters['date_from']}}",
+      '--date-to': "{{$.inputs.parameters['date_to']}}",
+      '--vocabulary-json': json.dumps(config.label.vocabulary),
+      '--label-column': 'repair_labels',
+      '--project': 'my-gcp-project',
+      '--location': 'europe-west4',
+  }
+  assert json.loads(options['--vocabulary-json']) == config.label.vocabulary
+  assert _from_task(spec, 'data-quality-statistics', 'date_from') == (
+      'resolve-dates', 'out_date_from')
+  assert _from_task(spec, 'data-quality-statistics', 'date_to') == (
+      'resolve-dates', 'out_date_to')
+
+
+def test_a_statistics_dataset_of_its_own_goes_to_the_last_step(tmp_path):
+  text = Path(VERTEX_CONFIG).read_text(encoding='utf-8').replace(
+      'base: local.yaml', f'base: {PROJECT_ROOT}/configs/local.yaml')
+  assert '    statistics_dataset: ""\n' in text
+  config_file = tmp_path / 'vertex.yaml'
+  config_file.write_text(text.replace(
+      '    statistics_dataset: ""\n',
+      '    statistics_dataset: my-gcp-project.repairml_quality\n'),
+                         encoding='utf-8')
+  output = tmp_path / 'collection.json'
+  assert kubeflow_runner.main(['--pipeline', 'collection', '--config',
+                               str(config_file), '--output', str(output),
+                               '--image-tag', TAG]) == 0
+  spec = json.loads(output.read_text(encoding='utf-8'))['pipelineSpec']
+  command = _container(spec, 'data-quality-statistics')['command']
+  assert command[command.index('--dataset') + 1] == (
+      'my-gcp-project.repairml_quality')
 
 
 def _run_resolve_step(spec, tmp_path, date_from, date_to, car_model):
@@ -285,6 +335,7 @@ def test_a_configuration_without_vertex_collection_is_refused(tmp_path,
 
 @pytest.mark.parametrize('key, value, problem', [
     ('raw_dataset', 'my-gcp-project.raw`;--', 'raw_dataset'),
+    ('statistics_dataset', 'my-gcp-project.stats`;--', 'statistics_dataset'),
     ('staging_uri', "gs://bucket/it's", 'staging_uri'),
 ])
 def test_unsafe_collection_settings_are_refused_on_load(tmp_path, capsys, key,
