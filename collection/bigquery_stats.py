@@ -298,6 +298,13 @@ def _manifest(spans: str, run_id: str) -> dict[str, Any]:
     return manifest
 
 
+def _checked_dataset(dataset: str) -> str:
+    if not _DATASET.match(dataset):
+        raise StatisticsInputError(f"--dataset (vertex.collection.statistics_dataset): {dataset!r} is not "
+                                   "a BigQuery dataset as project.dataset")
+    return dataset
+
+
 def publish_statistics(client: bigquery.Client, table: str, spans: str, dataset: str,
                        date_from: datetime.date, date_to: datetime.date, vocabulary: Sequence[str],
                        label_column: str = "repair_labels", create_bqstorage_client: bool = True,
@@ -306,9 +313,7 @@ def publish_statistics(client: bigquery.Client, table: str, spans: str, dataset:
     into DATASET (the run D..D, collection date date_to); returns the load jobs."""
     from collection import report  # pylint: disable=g-import-not-at-top
 
-    if not _DATASET.match(dataset):
-        raise StatisticsInputError(f"--dataset (vertex.collection.statistics_dataset): {dataset!r} is not "
-                                   "a BigQuery dataset as project.dataset")
+    _checked_dataset(dataset)
     run_id = f"{date_from.isoformat()}..{date_to.isoformat()}"
     manifest = _manifest(spans, run_id)
     frame = read_exploration_rows(client, table, date_from, date_to, create_bqstorage_client)
@@ -366,7 +371,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if date_range.first > date_range.last:
             raise DateError(f"--date-from {date_range.first} is after --date-to {date_range.last}; give a range "
                             "whose first day comes first")
-        dataset = args.dataset or _checked_table(args.table).rsplit(".", 1)[0]
+        dataset = _checked_dataset(args.dataset or _checked_table(args.table).rsplit(".", 1)[0])
         vocabulary = _vocabulary(args.vocabulary_json)
     except (DateError, StatisticsInputError) as error:
         print(f"repairml: {error}", file=sys.stderr)

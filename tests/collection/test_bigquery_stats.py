@@ -1,6 +1,8 @@
 """The report's statistics as BigQuery rows, and the load jobs google-cloud-bigquery would send for
 them, stopped at the client's HTTP transport (no network): the multipart upload of each load job,
-its job configuration and its newline-delimited JSON rows."""
+its job configuration and its newline-delimited JSON rows. The publish command (the pipeline's last
+step) at the same boundary: the parameterised query that reads the exploration table's days, answered
+with rows in BigQuery's REST format, and the load jobs that follow."""
 
 import datetime
 import email.parser
@@ -8,8 +10,11 @@ import email.policy
 import json
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
+import pandas as pd
 import pytest
 import requests
+import sqlglot
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
@@ -190,3 +195,216 @@ def test_rows_of_another_date_are_refused_before_anything_is_sent(rows):
 def test_a_malformed_dataset_is_refused(rows, dataset):
   with pytest.raises(ValueError, match='dataset must be'):
     bigquery_stats.load_statistics(_client(FakeBigQueryHttp()), dataset, rows, DATE)
+
+
+# --- The pipeline's step: `python -m collection.bigquery_stats publish` ------------------------
+
+TABLE = 'my-gcp-project.repairml.sessions'
+RUN = '2026-01-01..2026-01-02'  # the run id the publish step records for the range
+# The exploration table's BigQuery types (EXPLORATION_SCHEMA as the load jobs of exploration.py
+# create it): name -> (type, mode).
+BIGQUERY_COLUMNS = {
+    'session_id': ('STRING', 'NULLABLE'), 'session_date': ('STRING', 'NULLABLE'),
+    'span': ('INTEGER', 'NULLABLE'), 'car_model': ('STRING', 'NULLABLE'),
+    'engine_type': ('STRING', 'NULLABLE'), 'country': ('STRING', 'NULLABLE'),
+    'build_year': ('INTEGER', 'NULLABLE'), 'mileage_km': ('INTEGER', 'NULLABLE'),
+    'battery_voltage': ('FLOAT', 'NULLABLE'), 'coolant_temp_c': ('FLOAT', 'NULLABLE'),
+    'fuel_trim_pct': ('FLOAT', 'NULLABLE'), 'dtcs': ('STRING', 'REPEATED'),
+    'symptoms': ('STRING', 'REPEATED'), 'repair_labels': ('STRING', 'REPEATED'),
+    'vin': ('STRING', 'NULLABLE'), 'workshop_id': ('STRING', 'NULLABLE'),
+    'session_ts': ('TIMESTAMP', 'NULLABLE'), 'uploads': ('INTEGER', 'NULLABLE'),
+    'claim_ids': ('STRING', 'REPEATED'), 'repair_date': ('DATE', 'NULLABLE'),
+    'claim_delay_days': ('INTEGER', 'NULLABLE'), 'claim_submitted_ts': ('TIMESTAMP', 'NULLABLE'),
+}
+
+
+def _cell(value, kind, mode):
+  """One value as BigQuery's REST API returns it (strings; TIMESTAMP as int64 microseconds)."""
+  if mode == 'REPEATED':
+    return [{'v': str(v)} for v in value]
+  if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)) or (
+      value is pd.NA):
+    return None
+  if kind == 'TIMESTAMP':
+    return str(pd.Timestamp(value).value // 1000)
+  if kind == 'DATE':
+    return value.isoformat()
+  return str(value)
+
+
+def _rest_rows(frame):
+  return [{'f': [{'v': _cell(row[name], kind, mode)} for name, (kind, mode) in BIGQUERY_COLUMNS.items()]}
+          for row in frame.to_dict('records')]
+
+
+class FakeBigQueryWithTable(FakeBigQueryHttp):
+  """FakeBigQueryHttp that also answers the query job: its insertion (done at once), its results
+  (the exploration rows, one page) and its reload."""
+
+  def __init__(self, rows, fail_with=None):
+    super().__init__(fail_with)
+    self.rows = rows
+    self.jobs = {}
+
+  def request(self, method, url, data=None, headers=None, timeout=None, **kwargs):
+    path = urlparse(url).path
+    if method == 'POST' and path == f'/bigquery/v2/projects/{PROJECT}/jobs':
+      body = data.read() if hasattr(data, 'read') else data
+      self.requests.append({'method': method, 'url': url, 'headers': dict(headers or {}), 'body': body})
+      job = json.loads(body)
+      job['status'] = {'state': 'DONE'}
+      job['configuration']['query']['destinationTable'] = {
+          'projectId': PROJECT, 'datasetId': '_anonymous', 'tableId': 'anon_result'}
+      self.jobs[job['jobReference']['jobId']] = job
+      return _response(200, job)
+    if method == 'GET' and path.startswith(f'/bigquery/v2/projects/{PROJECT}/queries/'):
+      self.requests.append({'method': method, 'url': url, 'headers': dict(headers or {}), 'body': None})
+      job_id = path.rsplit('/', 1)[1]
+      return _response(200, {
+          'jobReference': self.jobs[job_id]['jobReference'], 'jobComplete': True,
+          'schema': {'fields': [{'name': n, 'type': t, 'mode': m} for n, (t, m) in BIGQUERY_COLUMNS.items()]},
+          'totalRows': str(len(self.rows)), 'rows': self.rows})
+    if method == 'GET' and path.startswith(f'/bigquery/v2/projects/{PROJECT}/jobs/'):
+      self.requests.append({'method': method, 'url': url, 'headers': dict(headers or {}), 'body': None})
+      return _response(200, self.jobs[path.rsplit('/', 1)[1]])
+    return super().request(method, url, data=data, headers=headers, timeout=timeout, **kwargs)
+
+
+@pytest.fixture
+def spans_dir(tmp_path):
+  frame = ct.hand_built_table()
+  total = {name: 1000 + k for k, name in enumerate(ct.COUNT_NAMES)}
+  ct.write_manifest(tmp_path / 'spans', frame,
+                    runs=[{'run_id': RUN, 'date_from': '2026-01-01', 'date_to': '2026-01-02', 'total': total}])
+  return tmp_path / 'spans'
+
+
+def _publish(monkeypatch, http, *options):
+  """The publish command as the pipeline runs it, its client's HTTP in `http`; `options` come last
+  (argparse keeps an option's last value)."""
+  made = []
+  real_client = bigquery.Client
+
+  def client(project=None, location=None):
+    made.append((project, location))
+    return real_client(project=project, location=location, credentials=AnonymousCredentials(), _http=http)
+
+  monkeypatch.setattr(bigquery, 'Client', client)
+  code = bigquery_stats.main(['publish', '--table', TABLE, '--date-from', '2026-01-01',
+                              '--date-to', '2026-01-02', '--vocabulary-json', json.dumps(ct.VOCABULARY),
+                              '--project', PROJECT, '--location', 'europe-west4', *options])
+  return code, made
+
+
+def test_publish_reads_the_days_with_a_parameterised_query_and_loads_the_five_tables(
+    monkeypatch, spans_dir, capsys):
+  http = FakeBigQueryWithTable(_rest_rows(ct.hand_built_table()))
+
+  code, made = _publish(monkeypatch, http, '--spans', str(spans_dir), '--dataset', DATASET)
+
+  assert code == 0, capsys.readouterr().err
+  assert made == [(PROJECT, 'europe-west4')]
+  (query_insert,) = [r for r in http.requests if r['method'] == 'POST' and '/upload/' not in r['url']]
+  job = json.loads(query_insert['body'])
+  assert job['jobReference']['location'] == 'europe-west4'
+  query = job['configuration']['query']
+  assert query['useLegacySql'] is False
+  assert query['query'].startswith(f'SELECT * FROM `{TABLE}`\n')
+  assert 'session_date BETWEEN CAST(@date_from AS STRING) AND CAST(@date_to AS STRING)' in query['query']
+  assert 'session_ts >= TIMESTAMP(@date_from)' in query['query']  # the partition filter
+  assert query['queryParameters'] == [
+      {'name': 'date_from', 'parameterType': {'type': 'DATE'}, 'parameterValue': {'value': '2026-01-01'}},
+      {'name': 'date_to', 'parameterType': {'type': 'DATE'}, 'parameterValue': {'value': '2026-01-02'}}]
+  assert '2026-01-0' not in query['query']  # the dates are parameters, not text
+  assert len(sqlglot.parse(query['query'], read='bigquery')) == 1
+
+  uploads = [r for r in http.requests if '/upload/bigquery/v2/' in r['url']]
+  loaded = {}
+  for request in uploads:
+    load_job, data = multipart_parts(request)
+    destination = load_job['configuration']['load']['destinationTable']
+    assert (destination['projectId'], destination['datasetId']) == (PROJECT, 'collection_stats')
+    loaded[destination['tableId']] = data
+  assert set(loaded) == {f'{table}$20260102' for table in bigquery_stats.TABLE_SCHEMAS}
+  for data in loaded.values():
+    assert {(row['run_id'], row['collection_date']) for row in data} == {(RUN, '2026-01-02')}
+  (summary,) = loaded['collection_table_summary$20260102']
+  assert (summary['sessions'], summary['spans']) == (10, 2)
+  assert summary['claim_coverage'] == pytest.approx(0.3)
+  assert (summary['first_session_date'], summary['last_session_date']) == ('2026-01-01', '2026-01-02')
+  features = {r['feature']: r for r in loaded['collection_feature_stats$20260102']}
+  assert (features['mileage_km']['outliers'], features['battery_voltage']['missing']) == (1, 2)
+  assert features['claim_delay_days']['missing'] == 7
+  labels = [(r['label'], r['sessions']) for r in loaded['collection_label_frequencies$20260102']]
+  assert labels == [('part:battery_12v', 2), ('part:coolant', 1), ('part:dpf', 0),
+                    ('op:replace_12v_battery', 1), (ct.ODD_LABEL, 1)]
+  counts = {(r['scope'], r['count_name']): r['value'] for r in loaded['collection_rule_counts$20260102']
+            if r['scope'] == 'run'}
+  assert counts[('run', 'uploads')] == 1000  # the manifest's run of this range
+  out = capsys.readouterr().out
+  assert f'read 10 sessions of {RUN} from {TABLE}' in out
+  assert f'into {DATASET}.collection_feature_stats$20260102' in out
+
+
+def test_without_a_dataset_the_statistics_go_to_the_exploration_tables_dataset(monkeypatch, spans_dir):
+  http = FakeBigQueryWithTable(_rest_rows(ct.hand_built_table()))
+
+  code, _ = _publish(monkeypatch, http, '--spans', str(spans_dir))
+
+  assert code == 0
+  datasets = {multipart_parts(r)[0]['configuration']['load']['destinationTable']['datasetId']
+              for r in http.requests if '/upload/' in r['url']}
+  assert datasets == {'repairml'}
+
+
+def test_a_manifest_without_the_run_is_one_line_and_nothing_is_sent(monkeypatch, tmp_path, capsys):
+  ct.write_manifest(tmp_path / 'spans', ct.hand_built_table())  # its run is another range
+  http = FakeBigQueryWithTable([])
+
+  code, _ = _publish(monkeypatch, http, '--spans', str(tmp_path / 'spans'))
+
+  err = capsys.readouterr().err
+  assert code == 2 and err.count('\n') == 1
+  assert f'records no collection run {RUN}' in err
+  assert not http.requests
+
+
+def test_days_without_sessions_are_one_line_and_load_nothing(monkeypatch, spans_dir, capsys):
+  http = FakeBigQueryWithTable([])
+
+  code, _ = _publish(monkeypatch, http, '--spans', str(spans_dir))
+
+  err = capsys.readouterr().err
+  assert code == 2 and err.count('\n') == 1 and 'holds no sessions of 2026-01-01..2026-01-02' in err
+  assert not [r for r in http.requests if '/upload/' in r['url']]
+
+
+def test_a_failed_statistics_load_is_one_line_exit_1(monkeypatch, spans_dir, capsys):
+  http = FakeBigQueryWithTable(_rest_rows(ct.hand_built_table()), fail_with='Access Denied: Dataset')
+
+  code, _ = _publish(monkeypatch, http, '--spans', str(spans_dir))
+
+  err = capsys.readouterr().err
+  assert code == 1 and err.count('\n') == 1 and 'Access Denied' in err
+
+
+@pytest.mark.parametrize('options, problem', [
+    (['--spans', 'gs://b/spans', '--dataset', 'p.d;DROP'], '--dataset'),
+    (['--spans', 'gs://b/spans', '--vocabulary-json', '{"a": 1}'], '--vocabulary-json'),
+])
+def test_unusable_options_are_refused_before_connecting(monkeypatch, capsys, options, problem):
+  http = FakeBigQueryWithTable([])
+
+  code, made = _publish(monkeypatch, http, *options)
+
+  err = capsys.readouterr().err
+  assert code == 2 and err.count('\n') == 1 and problem in err
+  assert not made and not http.requests
+
+
+def test_a_bad_date_or_table_is_one_line_exit_2(capsys):
+  for argv in (['--table', TABLE, '--date-from', '2026-01-03', '--date-to', '2026-01-02'],
+               ['--table', 'sessions', '--date-from', '2026-01-01', '--date-to', '2026-01-02']):
+    code = bigquery_stats.main(['publish', '--spans', 'gs://b/spans', '--vocabulary-json', '["a", "b"]', *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count('\n') == 1, err
