@@ -408,3 +408,23 @@ def test_a_bad_date_or_table_is_one_line_exit_2(capsys):
     code = bigquery_stats.main(['publish', '--spans', 'gs://b/spans', '--vocabulary-json', '["a", "b"]', *argv])
     err = capsys.readouterr().err
     assert code == 2 and err.count('\n') == 1, err
+
+
+def test_the_read_query_selects_exactly_the_days_sessions():
+  """The query's BigQuery SQL, transpiled by sqlglot and run on DuckDB with the same parameters."""
+  import duckdb  # pylint: disable=g-import-not-at-top
+
+  sql, parameters = bigquery_stats.exploration_query(TABLE, datetime.date(2026, 1, 1), datetime.date(2026, 1, 2))
+  with duckdb.connect() as connection:
+    connection.execute("SET TimeZone = 'UTC'")
+    connection.execute('ATTACH \':memory:\' AS "my-gcp-project"')
+    connection.execute('CREATE SCHEMA "my-gcp-project".repairml')
+    connection.execute('CREATE TABLE "my-gcp-project".repairml.sessions '
+                       '(session_id VARCHAR, session_date VARCHAR, session_ts TIMESTAMPTZ)')
+    connection.execute("""INSERT INTO "my-gcp-project".repairml.sessions VALUES
+        ('s0', '2025-12-31', '2025-12-31 23:59:59.999+00'), ('s1', '2026-01-01', '2026-01-01 00:00:00+00'),
+        ('s2', '2026-01-02', '2026-01-02 23:59:59.999+00'), ('s3', '2026-01-03', '2026-01-03 00:00:00+00'),
+        ('s4', '2026-01-01', '2026-01-01 12:00:00+00')""")
+    rows = connection.execute(sqlglot.transpile(sql, read='bigquery', write='duckdb')[0],
+                              {p.name: p.value for p in parameters}).fetchall()
+  assert [(r[0], r[1]) for r in rows] == [('s1', '2026-01-01'), ('s4', '2026-01-01'), ('s2', '2026-01-02')]
