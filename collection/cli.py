@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
 def collect(config, date_from: str, date_to: str, car_model: str, terminal: TextIO) -> int:
     """Runs the four steps; returns 0 when the spans are published."""
     settings = config.collection
+    if car_model:
+        # A span and an exploration day hold every car model: publishing one model's sessions
+        # would replace the others' (spans are replaced whole, day by day).
+        raise CollectionError(f"--car-model {car_model!r}: a run collects whole days, and a span holds every car "
+                              f"model, so one model's sessions would replace the others'; collect without "
+                              f"--car-model (and set collection.car_model to '')")
     rules = settings.collection_rules
     today = datetime.datetime.now(datetime.timezone.utc).date()
     date_range = dates.resolve_range(date_from, date_to, settings.window_days, today,

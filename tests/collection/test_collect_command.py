@@ -57,3 +57,10 @@ def test_an_invalid_rule_names_its_key(tmp_path, capfd):
     config = _config(tmp_path, rules={"max_claim_delay_days": -3})
     code, err = _collect(capfd, "--config", config)
     assert code == 2 and "collection.rules.max_claim_delay_days" in _one_line(err)
+
+
+def test_a_car_model_is_refused_so_that_no_other_model_s_sessions_are_replaced(tmp_path, capfd):
+    write_raw_sources(raw_sources(generate_sessions(200, seed=1, spans=2), seed=1), tmp_path / "raw")
+    code, err = _collect(capfd, "--config", _config(tmp_path), "--car-model", "compact_suv")
+    assert code == 2 and "one model's sessions would replace the others'" in _one_line(err)
+    assert not (tmp_path / "sessions").exists() and not (tmp_path / "collected.duckdb").exists()
