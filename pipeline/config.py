@@ -37,6 +37,15 @@ FEATURE_KINDS = ('numeric', 'categorical', 'multivalent')
 # The servers the Vertex Pusher can deploy (pipeline/production/
 # vertex_pusher.py; listed here so that loading needs no TFX).
 ServingContainer = Literal['repairml', 'tf_serving']
+# How the Trainer spreads training over devices and machines (models/
+# distribution.py): one device; the GPUs of one machine; synchronous
+# data-parallel over a cluster; or asynchronous with parameter servers.
+Distribution = Literal['none', 'mirrored', 'multi_worker_mirrored',
+                       'parameter_server']
+DISTRIBUTIONS = typing.get_args(Distribution)
+# Where the Tuner's search is decided: KerasTuner's Bayesian oracle, or
+# Vertex AI Vizier's Bayesian optimisation service (Vertex AI only).
+TunerService = Literal['keras_tuner', 'vizier']
 # Vertex AI's prebuilt TF Serving image, at least as new as the training TF.
 TF_SERVING_IMAGE = ('us-docker.pkg.dev/vertex-ai/prediction/'
                     'tf2-cpu.2-17:latest')
@@ -191,6 +200,11 @@ class Training(_Section):
   focal_gamma: float = Field(2.0, ge=0)
   # Stop when eval macro F1 has not improved for this many epochs.
   early_stopping_patience: int = Field(3, gt=0)
+  # none, mirrored (the GPUs of one machine), multi_worker_mirrored or
+  # parameter_server (a cluster: on Vertex AI, vertex.trainer's pools).
+  # batch_size is the global batch: one step is one update on batch_size
+  # sessions under every strategy.
+  distribution: Distribution = 'none'
 
 
 class Tuning(_Section):
@@ -318,11 +332,92 @@ class Dataflow(_Section):
     return temp_location
 
 
-class WorkerPool(_Section):
-  """Vertex Training machines of the Trainer, or of each Tuner trial."""
-  machine_type: str = 'n1-standard-8'
-  # Tuner only: trials that run at once.
+class Machines(_Section):
+  """One Vertex Training worker pool: how many machines, of which type, with
+  which accelerators (Vertex AI's AcceleratorType names, e.g. NVIDIA_TESLA_T4
+  or NVIDIA_L4)."""
+  replica_count: int = Field(1, ge=0)
+  machine_type: str = Field('n1-standard-8', min_length=1)
+  accelerator_type: str = ''      # '' = none
+  accelerator_count: int = Field(0, ge=0)
+
+  @model_validator(mode='after')
+  def _accelerators_have_a_type_and_a_count(self) -> 'Machines':
+    return _check_accelerators(self)
+
+
+def _check_accelerators(pool):
+  if bool(pool.accelerator_type) != (pool.accelerator_count > 0):
+    key = 'accelerator_count' if pool.accelerator_type else 'accelerator_type'
+    raise _Invalid((key,), 'set accelerator_type and accelerator_count '
+                   'together (a type such as NVIDIA_TESLA_T4 and a count of '
+                   'at least 1), or neither.')
+  return pool
+
+
+def _no_replicas() -> Machines:
+  return Machines(replica_count=0)
+
+
+def _untagged_image(image: str) -> str:
+  if not image:
+    raise ValueError('must not be empty.')
+  if ':' in image.rsplit('/', 1)[-1] or '@' in image:
+    raise ValueError('leave the tag out: the compiled pipeline tags the '
+                     'image with the git commit (or --image-tag).')
+  return image
+
+
+class TrainerCluster(_Section):
+  """The Trainer's Vertex Training cluster. Vertex AI starts every replica
+  with the component image and sets TF_CONFIG, from which run_fn builds
+  training.distribution's strategy: the chief trains and exports, workers
+  compute, parameter servers hold the variables."""
+  # The image every replica runs, without its tag ('' = vertex.image): e.g.
+  # a GPU build of the component image. It gets the component image's tag.
+  image: str = ''
+  chief: Machines = Field(default_factory=Machines)
+  workers: Machines = Field(default_factory=_no_replicas)
+  parameter_servers: Machines = Field(default_factory=_no_replicas)
+
+  @model_validator(mode='before')
+  @classmethod
+  def _machine_type_moved(cls, keys: Any) -> Any:
+    if isinstance(keys, dict) and 'machine_type' in keys:
+      raise _Invalid(('machine_type',), 'moved: set vertex.trainer.chief.'
+                     'machine_type (and workers and parameter_servers for a '
+                     'cluster).')
+    return keys
+
+  @field_validator('chief')
+  @classmethod
+  def _one_chief(cls, chief: Machines) -> Machines:
+    if chief.replica_count != 1:
+      raise ValueError('a cluster has exactly one chief: set replica_count '
+                       f'to 1 (got {chief.replica_count}), or leave it out.')
+    return chief
+
+  @field_validator('image')
+  @classmethod
+  def _untagged_image(cls, image: str) -> str:
+    return _untagged_image(image) if image else image
+
+
+class TunerFlock(_Section):
+  """The Tuner's Vertex Training machines, each running trials, and who
+  decides the trials."""
+  machine_type: str = Field('n1-standard-8', min_length=1)
+  accelerator_type: str = ''
+  accelerator_count: int = Field(0, ge=0)
+  # Trials that run at once, one per machine.
   parallel_trials: int = Field(1, gt=0)
+  # keras_tuner: KerasTuner's Bayesian oracle on the first machine; vizier:
+  # a Vertex AI Vizier study, created or resumed by the Tuner's name.
+  service: TunerService = 'keras_tuner'
+
+  @model_validator(mode='after')
+  def _accelerators_have_a_type_and_a_count(self) -> 'TunerFlock':
+    return _check_accelerators(self)
 
 
 class Endpoint(_Section):
@@ -434,8 +529,8 @@ class Vertex(_Section):
   serving_image: str = Field('', validate_default=True)
   dataflow: Dataflow
   endpoint: Endpoint
-  trainer: WorkerPool = Field(default_factory=WorkerPool)
-  tuner: WorkerPool = Field(default_factory=WorkerPool)
+  trainer: TrainerCluster = Field(default_factory=TrainerCluster)
+  tuner: TunerFlock = Field(default_factory=TunerFlock)
   enable_caching: bool = True
   # The collection pipeline's settings; without them it cannot be compiled.
   collection: Optional[VertexCollection] = None
@@ -451,12 +546,7 @@ class Vertex(_Section):
   @field_validator('image', 'serving_image')
   @classmethod
   def _untagged(cls, image: str) -> str:
-    if not image:
-      raise ValueError('must not be empty.')
-    if ':' in image.rsplit('/', 1)[-1] or '@' in image:
-      raise ValueError('leave the tag out: the compiled pipeline tags the '
-                       'image with the git commit (or --image-tag).')
-    return image
+    return _untagged_image(image)
 
 
 def _beam_argument(arg: str) -> str:
@@ -606,6 +696,31 @@ class Config(_Section):
     if self.data.format != 'bigquery':
       raise _Invalid(('data', 'format'),
                      'on Vertex AI the sessions come from bigquery.')
+    return self
+
+  @model_validator(mode='after')
+  def _trainer_cluster_fits_the_distribution(self) -> 'Config':
+    if self.vertex is None:
+      return self
+    distribution = self.training.distribution
+    cluster = self.vertex.trainer
+    workers = cluster.workers.replica_count
+    servers = cluster.parameter_servers.replica_count
+    where = ('vertex', 'trainer')
+    if distribution == 'parameter_server' and not (workers and servers):
+      raise _Invalid(where, 'training.distribution parameter_server needs '
+                     'workers and parameter_servers (replica_count of at '
+                     f'least 1 each; got {workers} and {servers}).')
+    if servers and distribution != 'parameter_server':
+      raise _Invalid(where + ('parameter_servers', 'replica_count'),
+                     f'parameter servers need training.distribution '
+                     f'parameter_server (it is {distribution}); set '
+                     'replica_count to 0, or change the distribution.')
+    if workers and distribution in ('none', 'mirrored'):
+      raise _Invalid(where + ('workers', 'replica_count'),
+                     f'workers would sit idle under training.distribution '
+                     f'{distribution}: set it to multi_worker_mirrored or '
+                     'parameter_server, or set replica_count to 0.')
     return self
 
 

@@ -139,6 +139,10 @@ INVALID = {
     'unknown_loss': (
         lambda raw: raw['training'].update(loss='hinge'),
         ['training.loss', 'soft_macro_f1', "'hinge'"]),
+    'unknown_distribution': (
+        lambda raw: raw['training'].update(distribution='horovod'),
+        ['training.distribution', 'multi_worker_mirrored',
+         'parameter_server', "'horovod'"]),
     'negative_focal_gamma': (
         lambda raw: raw['training'].update(focal_gamma=-1),
         ['training.focal_gamma', 'at least 0']),
@@ -440,7 +444,14 @@ def test_vertex_yaml_is_local_yaml_plus_the_google_cloud_keys():
       'gs://my-gcp-project-repairml/pipeline-root')
   assert config.beam_args == []
   assert config.vertex.tuner.parallel_trials == 3
-  assert config.vertex.trainer.parallel_trials == 1  # the default
+  assert config.vertex.tuner.service == 'vizier'
+  assert config.training.distribution == 'multi_worker_mirrored'
+  assert config.training.train_steps == load_config(
+      str(LOCAL_YAML)).training.train_steps  # the rest of training is local's
+  trainer = config.vertex.trainer
+  assert (trainer.chief.replica_count, trainer.workers.replica_count,
+          trainer.parameter_servers.replica_count) == (1, 1, 0)
+  assert trainer.workers.accelerator_type == 'NVIDIA_TESLA_T4'
   assert config.vertex.endpoint.max_replica_count == 3
   assert config.vertex.endpoint.keep_deployed == 2  # the default
 
@@ -500,6 +511,34 @@ VERTEX_INVALID = {
     'zero_parallel_trials': (
         _in_vertex('tuner', parallel_trials=0),
         ['vertex.tuner.parallel_trials', 'positive']),
+    'trainer_machine_type_of_before_clusters': (
+        _in_vertex('trainer', machine_type='n1-standard-8'),
+        ['vertex.trainer.machine_type', 'moved', 'chief.machine_type']),
+    'two_chiefs': (
+        _in_vertex('trainer', 'chief', replica_count=2),
+        ['vertex.trainer.chief', 'exactly one chief']),
+    'accelerator_without_a_count': (
+        _in_vertex('trainer', 'workers', accelerator_count=0),
+        ['vertex.trainer.workers.accelerator_count', 'together']),
+    'tuner_accelerator_count_without_a_type': (
+        _in_vertex('tuner', accelerator_count=2),
+        ['vertex.tuner.accelerator_type', 'together']),
+    'tagged_trainer_image': (
+        _in_vertex('trainer', image='europe-docker.pkg.dev/p/r/gpu:v1'),
+        ['vertex.trainer.image', 'tag']),
+    'parameter_servers_without_their_strategy': (
+        _in_vertex('trainer', parameter_servers={'replica_count': 1}),
+        ['vertex.trainer.parameter_servers.replica_count',
+         'parameter_server', 'multi_worker_mirrored']),
+    'idle_workers': (
+        lambda raw: raw['training'].update(distribution='mirrored'),
+        ['vertex.trainer.workers.replica_count', 'sit idle', 'mirrored']),
+    'parameter_server_without_servers': (
+        lambda raw: raw['training'].update(distribution='parameter_server'),
+        ['vertex.trainer', 'parameter_servers', 'got 1 and 0']),
+    'unknown_tuner_service': (
+        _in_vertex('tuner', service='optuna'),
+        ['vertex.tuner.service', 'vizier', 'keras_tuner']),
     'traffic_above_everything': (
         _in_vertex('endpoint', traffic_percentage=101),
         ['vertex.endpoint.traffic_percentage', '[0, 100]', '101']),
