@@ -10,7 +10,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.components.tuner.component import TunerFnResult
 
-from models import hyperparameters, training
+from models import distribution, hyperparameters, training
 from models.model import build_model
 
 
@@ -23,6 +23,17 @@ class ConfiguredFirstOracle(keras_tuner.oracles.BayesianOptimizationOracle):
               'values': {hp.name: hp.default
                          for hp in self.hyperparameters.space}}
     return super().populate_space(trial_id)
+
+
+def oracle(model_settings) -> keras_tuner.Oracle:
+  """What decides the trials: the Bayesian search toward OBJECTIVE, from the
+  configured hyperparameters."""
+  settings = model_settings['training']
+  return ConfiguredFirstOracle(
+      objective=keras_tuner.Objective(training.OBJECTIVE, direction='max'),
+      max_trials=model_settings['tuning']['max_trials'],
+      hyperparameters=hyperparameters.search_space(model_settings),
+      seed=settings['seed'])
 
 
 def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
@@ -43,13 +54,12 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
                                                    hp.values['loss'], train))
 
   tuner = keras_tuner.Tuner(
-      oracle=ConfiguredFirstOracle(
-          objective=keras_tuner.Objective(training.OBJECTIVE,
-                                          direction='max'),
-          max_trials=budget['max_trials'],
-          hyperparameters=hyperparameters.search_space(model_settings),
-          seed=settings['seed']),
+      oracle=oracle(model_settings),
       hypermodel=hypermodel,
+      # Each trial builds its model in the strategy's scope: the devices of
+      # the machine that runs it.
+      distribution_strategy=distribution.tuner_strategy_for(
+          settings['distribution']),
       directory=fn_args.working_dir,
       project_name='repair_model_tuning')
   return TunerFnResult(
