@@ -29,7 +29,6 @@ NONE = 'none'
 MIRRORED = 'mirrored'
 MULTI_WORKER_MIRRORED = 'multi_worker_mirrored'
 PARAMETER_SERVER = 'parameter_server'
-CLUSTER_STRATEGIES = (MULTI_WORKER_MIRRORED, PARAMETER_SERVER)
 
 CHIEF = 'chief'
 
@@ -109,34 +108,29 @@ def tuner_strategy_for(distribution: str) -> tf.distribute.Strategy:
 
 
 def global_batches(strategy: tf.distribute.Strategy, make_dataset,
-                   batch_size: int):
-  """A dataset of `batch_size` sessions per step, spread over the strategy.
+                   batch_size: int) -> tf.data.Dataset:
+  """Batches of `batch_size` sessions per step, for Keras to spread over the
+  strategy's replicas.
 
-  `make_dataset(batch_size)` returns a dataset repeated forever, shuffled the
-  same way in every process. Each input pipeline (one per worker) keeps every
-  n-th of its batches of the per-replica size, so that the replicas of one
-  step see disjoint sessions and together batch_size of them. Without a
-  strategy it is `make_dataset(batch_size)` itself.
+  `make_dataset(batch_size)` returns batches repeated forever, shuffled the
+  same way in every process. Keras's fit hands them to tf.distribute, which
+  splits each batch into one part per replica; sharding by data gives each
+  worker its own parts, so the replicas of one step see disjoint sessions,
+  batch_size of them together. (Sharding by file, the default, would need a
+  file per worker.)
   """
-  if strategy.num_replicas_in_sync == 1 and not _is_cluster(strategy):
-    return make_dataset(batch_size)
-
-  def dataset_fn(context: tf.distribute.InputContext):
-    per_replica = context.get_per_replica_batch_size(batch_size)
-    return make_dataset(per_replica).shard(context.num_input_pipelines,
-                                           context.input_pipeline_id)
-
-  return strategy.distribute_datasets_from_function(dataset_fn)
+  per_replica_batch_size(strategy, batch_size)
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = (
+      tf.data.experimental.AutoShardPolicy.DATA)
+  return make_dataset(batch_size).with_options(options)
 
 
 def per_replica_batch_size(strategy: tf.distribute.Strategy,
                            batch_size: int) -> int:
+  """batch_size over the replicas of a step; it must split evenly."""
   replicas = strategy.num_replicas_in_sync
   if batch_size % replicas:
     raise ValueError(f'training.batch_size {batch_size} does not split into '
                      f'{replicas} replicas: use a multiple of {replicas}.')
   return batch_size // replicas
-
-
-def _is_cluster(strategy: tf.distribute.Strategy) -> bool:
-  return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)

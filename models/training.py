@@ -2,6 +2,8 @@
 decision thresholds on the eval split, and exports both."""
 
 import os
+import shutil
+import tempfile
 from typing import Any, Dict, List, Tuple
 
 import keras
@@ -11,7 +13,8 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
-from models import export, hyperparameters, losses, thresholds
+from models import (distribution, export, hyperparameters, losses,
+                    strategy_training, thresholds)
 from models.model import build_model
 from preprocessing import transform
 
@@ -89,14 +92,24 @@ def vocabulary_sizes(model_settings: Dict[str, Any],
   }
 
 
+def dataset_makers(fn_args: FnArgs, model_settings: Dict[str, Any],
+                   transform_output: tft.TFTransformOutput):
+  """Functions of a batch size that make the train and eval datasets."""
+  seed = model_settings['training']['seed']
+
+  def maker(files):
+    return lambda batch_size: input_dataset(
+        files, fn_args.data_accessor, transform_output,
+        model_settings['label_column'], batch_size, seed)
+  return maker(fn_args.train_files), maker(fn_args.eval_files)
+
+
 def datasets(fn_args: FnArgs, model_settings: Dict[str, Any],
              transform_output: tft.TFTransformOutput, batch_size: int):
   """The train and eval datasets of a Trainer or Tuner run."""
-  seed = model_settings['training']['seed']
-  make = lambda files: input_dataset(  # pylint: disable=g-long-lambda
-      files, fn_args.data_accessor, transform_output,
-      model_settings['label_column'], batch_size, seed)
-  return make(fn_args.train_files), make(fn_args.eval_files)
+  train, evaluation = dataset_makers(fn_args, model_settings,
+                                     transform_output)
+  return train(batch_size), evaluation(batch_size)
 
 
 def fit(model: keras.Model, train, evaluation, train_steps: int,
@@ -164,38 +177,77 @@ def training_loss(model_settings: Dict[str, Any], loss_name: str, train):
 
 
 def run_fn(fn_args: FnArgs) -> None:
-  """Trains with the tuned (or configured) hyperparameters and exports."""
+  """Trains with the tuned (or configured) hyperparameters and exports.
+
+  Under training.distribution, on every replica of the cluster TF_CONFIG
+  names (models/distribution.py): the chief exports the model; a
+  multi_worker_mirrored worker trains in lock step with it and exports to a
+  temporary directory, as TensorFlow requires of every replica; a
+  parameter_server worker or parameter server serves until the job ends.
+  """
   model_settings = fn_args.custom_config
   training = model_settings['training']
+  task = distribution.current_task()
+  if (training['distribution'] == distribution.PARAMETER_SERVER and
+      not task.is_chief):
+    strategy_training.serve(task)
+    return
+  # First: MultiWorkerMirroredStrategy must exist before any TF operation.
+  strategy = distribution.strategy_for(training['distribution'])
   seed_everything(training['seed'])
   transform_output = tft.TFTransformOutput(fn_args.transform_output)
   hparams = hyperparameters.resolve(model_settings, fn_args.hyperparameters)
 
-  train, evaluation = datasets(fn_args, model_settings, transform_output,
-                               training['batch_size'])
-  model = build_model(model_settings,
-                      vocabulary_sizes(model_settings, transform_output),
-                      hparams,
-                      loss=training_loss(model_settings, hparams['loss'],
-                                         train))
+  batch_size = training['batch_size']
+  train_batches, eval_batches = dataset_makers(fn_args, model_settings,
+                                               transform_output)
+  evaluation = eval_batches(batch_size)
+  loss = training_loss(model_settings, hparams['loss'],
+                       train_batches(batch_size))
+  with strategy.scope():
+    model = build_model(model_settings,
+                        vocabulary_sizes(model_settings, transform_output),
+                        hparams, loss=loss)
+  train_steps = fn_args.train_steps or training['train_steps']
   eval_steps = fn_args.eval_steps or training['eval_steps']
-  fit(model, train, evaluation, fn_args.train_steps or training['train_steps'],
-      eval_steps,
-      callbacks=model_selection_callbacks(
-          evaluation, eval_steps, training['early_stopping_patience']) + [
-              # An interrupted Trainer resumes from its last finished epoch.
-              keras.callbacks.BackupAndRestore(
-                  os.path.join(fn_args.model_run_dir, 'backup')),
-              keras.callbacks.TensorBoard(
-                  log_dir=os.path.join(fn_args.model_run_dir, 'logs')),
-          ])
+  callbacks = model_selection_callbacks(
+      evaluation, eval_steps, training['early_stopping_patience']) + (
+          run_callbacks(fn_args.model_run_dir, task))
+  if training['distribution'] == distribution.NONE:
+    fit(model, train_batches(batch_size), evaluation, train_steps, eval_steps,
+        callbacks=callbacks)
+  else:
+    strategy_training.fit(strategy, model, train_batches, batch_size,
+                          train_steps, *epochs_for(train_steps), callbacks)
   probabilities, labels = predict_split(model, fn_args.eval_files,
                                         fn_args.data_accessor, transform_output,
                                         model_settings)
-  export.export_serving_model(
-      model, transform_output, model_settings, fn_args.serving_model_dir,
-      fn_args.model_run_dir,
-      label_thresholds=thresholds.best_thresholds(probabilities, labels))
+  label_thresholds = thresholds.best_thresholds(probabilities, labels)
+  if task.is_chief:
+    export.export_serving_model(
+        model, transform_output, model_settings, fn_args.serving_model_dir,
+        fn_args.model_run_dir, label_thresholds=label_thresholds)
+    return
+  scratch = tempfile.mkdtemp(prefix=f'repairml-{task.name}-')
+  try:
+    export.export_serving_model(
+        model, transform_output, model_settings,
+        os.path.join(scratch, 'model'), scratch,
+        label_thresholds=label_thresholds)
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_callbacks(model_run_dir: str, task: distribution.Task):
+  """The chief's backup and TensorBoard logs; another replica's backup."""
+  if not task.is_chief:
+    return [keras.callbacks.BackupAndRestore(
+        os.path.join(model_run_dir, f'backup-{task.name}'))]
+  return [
+      # An interrupted Trainer resumes from its last finished epoch.
+      keras.callbacks.BackupAndRestore(os.path.join(model_run_dir, 'backup')),
+      keras.callbacks.TensorBoard(log_dir=os.path.join(model_run_dir, 'logs')),
+  ]
 
 
 def predict_split(model: keras.Model, file_pattern: List[str], data_accessor,

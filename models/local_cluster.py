@@ -1,0 +1,121 @@
+"""A Trainer cluster on this machine: one process per replica, on loopback,
+each running what Vertex Training runs on its replicas.
+
+Vertex AI starts every replica of the Trainer's CustomJob with one command,
+TFX's run_executor with the Trainer's executor, inputs, outputs and
+properties (built by TFX's own job client), and gives each replica a
+TF_CONFIG naming the cluster and its task. `run` does the same here with
+processes: a chief, `workers` workers and `parameter_servers` parameter
+servers, with free ports on 127.0.0.1 and CPU only. It is how the
+distributed training is tested and benchmarked without a cloud, and how to
+try a distribution on a laptop before paying for one.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List
+
+import portpicker
+from tfx import types
+from tfx.extensions.google_cloud_ai_platform import training_clients
+
+# What Vertex AI runs on each replica (pipeline/production/vertex.py).
+REPLICA_EXECUTOR = 'pipeline.components.trainer_executor.ReplicaExecutor'
+
+
+@dataclasses.dataclass(frozen=True)
+class Replica:
+  """One finished (or stopped) process of the cluster."""
+  type: str
+  index: int
+  returncode: int
+  log_path: str
+
+  @property
+  def name(self) -> str:
+    return f'{self.type}-{self.index}'
+
+
+class ClusterError(RuntimeError):
+  """A replica that computes steps failed or did not finish in time."""
+
+
+def cluster_spec(workers: int, parameter_servers: int) -> Dict[str, List[str]]:
+  """{job: [host:port]}: TF_CONFIG's cluster, on free loopback ports."""
+  def addresses(count):
+    return [f'127.0.0.1:{portpicker.pick_unused_port()}' for _ in range(count)]
+  cluster = {'chief': addresses(1)}
+  if workers:
+    cluster['worker'] = addresses(workers)
+  if parameter_servers:
+    cluster['ps'] = addresses(parameter_servers)
+  return cluster
+
+
+def replica_command(input_dict: Dict[str, List[types.Artifact]],
+                    output_dict: Dict[str, List[types.Artifact]],
+                    exec_properties: Dict[str, Any]) -> List[str]:
+  """The command of every replica, as TFX's Vertex job client builds it
+  (generate_container_command needs no client: it is called unbound), with
+  this interpreter for the image's `python`."""
+  command = training_clients.AbstractJobClient.generate_container_command(
+      None, input_dict, output_dict, exec_properties, REPLICA_EXECUTOR)
+  assert command[0] == 'python', command
+  return [sys.executable] + command[1:]
+
+
+def run(input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any], log_dir: str, workers: int = 1,
+        parameter_servers: int = 0,
+        timeout_seconds: float = 900) -> List[Replica]:
+  """Runs the Trainer on a local cluster; returns every replica's outcome.
+
+  The chief and the workers must exit 0 (else ClusterError, naming the
+  replica and its log). Parameter servers, and the workers of a
+  parameter_server cluster, serve until the chief has finished, as on
+  Vertex AI; they are then stopped.
+  """
+  os.makedirs(log_dir, exist_ok=True)
+  cluster = cluster_spec(workers, parameter_servers)
+  command = replica_command(input_dict, output_dict, exec_properties)
+  processes = {}
+  for job, addresses in cluster.items():
+    for index in range(len(addresses)):
+      tf_config = {'cluster': cluster, 'task': {'type': job, 'index': index}}
+      log_path = os.path.join(log_dir, f'{job}-{index}.log')
+      env = {**os.environ, 'TF_CONFIG': json.dumps(tf_config),
+             'CUDA_VISIBLE_DEVICES': '-1'}
+      with open(log_path, 'wb') as log:
+        processes[(job, index, log_path)] = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT)
+  servers_only = parameter_servers > 0
+  must_finish = [key for key in processes
+                 if key[0] == 'chief' or (key[0] == 'worker' and
+                                          not servers_only)]
+  deadline = time.monotonic() + timeout_seconds
+  try:
+    for key in must_finish:
+      try:
+        processes[key].wait(max(1.0, deadline - time.monotonic()))
+      except subprocess.TimeoutExpired:
+        raise ClusterError(f'{key[0]}-{key[1]} did not finish within '
+                           f'{timeout_seconds:.0f} s; see {key[2]}.') from None
+  finally:
+    for process in processes.values():
+      if process.poll() is None:
+        process.terminate()
+    for process in processes.values():
+      process.wait()
+  replicas = [Replica(job, index, processes[(job, index, log)].returncode,
+                      log) for job, index, log in processes]
+  for replica in replicas:
+    if (replica.type, replica.index, replica.log_path) in must_finish and (
+        replica.returncode != 0):
+      raise ClusterError(f'{replica.name} failed (exit {replica.returncode});'
+                         f' see {replica.log_path}.')
+  return replicas
