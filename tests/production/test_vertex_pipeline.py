@@ -14,6 +14,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 import kubeflow_runner
 from pipeline import config as config_module
+from pipeline import settings
 from pipeline.config import ConfigError, load_config
 from pipeline.production import submission, vertex, vertex_pusher
 
@@ -175,19 +176,29 @@ def test_beam_components_run_on_dataflow_with_the_image_setup_file(spec):
       assert expected in args, (component, expected)
 
 
-def test_trainer_runs_on_vertex_training_with_the_component_image(spec):
+# configs/vertex.yaml's Trainer cluster: a chief and one worker, one T4 each.
+T4_MACHINE = {'machine_type': 'n1-standard-8',
+              'accelerator_type': 'NVIDIA_TESLA_T4', 'accelerator_count': 1}
+SERVICE_ACCOUNT = 'repairml-pipelines@my-gcp-project.iam.gserviceaccount.com'
+
+
+def test_trainer_runs_on_its_vertex_training_cluster(spec):
   custom_config = _custom_config(spec, 'Trainer')
   assert custom_config['ai_platform_enable_vertex'] is True
   assert custom_config['ai_platform_vertex_region'] == 'europe-west4'
   training = custom_config['ai_platform_training_args']
   assert training['project'] == 'my-gcp-project'
-  (pool,) = training['job_spec']['worker_pool_specs']
-  assert pool['machine_spec'] == {'machine_type': 'n1-standard-8'}
-  assert pool['container_spec'] == {'image_uri': IMAGE}
-  assert training['job_spec']['service_account'] == (
-      'repairml-pipelines@my-gcp-project.iam.gserviceaccount.com')
+  # Pool 0 is the chief, pool 1 the workers; no parameter servers.
+  assert training['job_spec']['worker_pool_specs'] == [
+      {'machine_spec': T4_MACHINE, 'replica_count': 1,
+       'container_spec': {'image_uri': IMAGE}},
+      {'machine_spec': T4_MACHINE, 'replica_count': 1,
+       'container_spec': {'image_uri': IMAGE}},
+  ]
+  assert training['job_spec']['service_account'] == SERVICE_ACCOUNT
   # The model settings travel with it, as in a local run.
   assert custom_config['training']['train_steps'] == 2000
+  assert custom_config['training']['distribution'] == 'multi_worker_mirrored'
   assert _parameters(spec, 'Trainer')['run_fn'] == 'models.training.run_fn'
 
 
@@ -197,6 +208,9 @@ def test_tuner_runs_parallel_trials_on_vertex_training(spec):
       'worker_pool_specs']
   assert [pool['replica_count'] for pool in pools] == [1, 2]
   assert all(pool['container_spec'] == {'image_uri': IMAGE} for pool in pools)
+  # No accelerators configured: none asked for.
+  assert all(pool['machine_spec'] == {'machine_type': 'n1-standard-4'}
+             for pool in pools)
   assert json.loads(_parameters(spec, 'Tuner')['tune_args']) == {
       'num_parallel_trials': 3}
   assert custom_config['remote_trials_working_dir'].startswith(
@@ -269,6 +283,109 @@ def test_with_tf_serving_the_pusher_deploys_the_prebuilt_image(tmp_path):
       config_module.TF_SERVING_IMAGE)
   assert custom_config['ai_platform_serving_args']['serving_container'] == (
       'tf_serving')
+
+
+def _config(tmp_path, yaml_text):
+  """configs/vertex.yaml with `yaml_text` laid over it, from a temp copy."""
+  path = tmp_path / 'vertex.yaml'
+  path.write_text(f'base: {VERTEX_CONFIG}\n{yaml_text}', encoding='utf-8')
+  return load_config(str(path))
+
+
+def _trainer_pools(config):
+  # pylint: disable=g-import-not-at-top
+  from tfx.types import channel, standard_artifacts
+  trainer = vertex.trainer(config, IMAGE, {}, run_fn=settings.RUN_FN,
+                           examples=channel.Channel(
+                               type=standard_artifacts.Examples))
+  custom_config = json.loads(trainer.exec_properties['custom_config'])
+  return custom_config['ai_platform_training_args']['job_spec'][
+      'worker_pool_specs']
+
+
+def test_parameter_servers_are_the_third_pool(tmp_path):
+  config = _config(tmp_path, """
+training:
+  distribution: parameter_server
+vertex:
+  trainer:
+    workers:
+      replica_count: 2
+    parameter_servers:
+      replica_count: 1
+      machine_type: n1-highmem-4
+""")
+
+  assert _trainer_pools(config) == [
+      {'machine_spec': T4_MACHINE, 'replica_count': 1,
+       'container_spec': {'image_uri': IMAGE}},
+      {'machine_spec': T4_MACHINE, 'replica_count': 2,
+       'container_spec': {'image_uri': IMAGE}},
+      {'machine_spec': {'machine_type': 'n1-highmem-4'}, 'replica_count': 1,
+       'container_spec': {'image_uri': IMAGE}},
+  ]
+
+
+def test_one_machine_s_gpus_are_one_pool(tmp_path):
+  config = _config(tmp_path, """
+training:
+  distribution: mirrored
+vertex:
+  trainer:
+    chief:
+      accelerator_count: 4
+    workers:
+      replica_count: 0
+""")
+
+  assert _trainer_pools(config) == [
+      {'machine_spec': {**T4_MACHINE, 'accelerator_count': 4},
+       'replica_count': 1, 'container_spec': {'image_uri': IMAGE}}]
+
+
+def test_an_unused_pool_before_a_used_one_stays_as_an_empty_placeholder():
+  # Vertex AI knows a pool by its place. The configuration never asks for
+  # this (parameter servers need workers), the pools function keeps to it.
+  cluster = config_module.TrainerCluster(
+      chief=config_module.Machines(machine_type='n1-standard-4'),
+      parameter_servers=config_module.Machines(machine_type='n1-highmem-4'))
+
+  assert vertex.trainer_worker_pools(cluster, IMAGE) == [
+      {'machine_spec': {'machine_type': 'n1-standard-4'}, 'replica_count': 1,
+       'container_spec': {'image_uri': IMAGE}},
+      {},
+      {'machine_spec': {'machine_type': 'n1-highmem-4'}, 'replica_count': 1,
+       'container_spec': {'image_uri': IMAGE}},
+  ]
+
+
+def test_a_trainer_image_of_its_own_gets_the_component_image_tag(tmp_path):
+  gpu_image = 'europe-docker.pkg.dev/ops/images/repairml-gpu'
+  config = _config(tmp_path, f'vertex:\n  trainer:\n    image: {gpu_image}\n')
+
+  pools = _trainer_pools(config)
+
+  assert [pool['container_spec'] for pool in pools] == [
+      {'image_uri': f'{gpu_image}:{TAG}'}] * 2
+  # The Tuner's trials keep the component image.
+  tuner_pools = vertex.tuner_custom_config(config, IMAGE, {})[
+      'ai_platform_tuning_args']['job_spec']['worker_pool_specs']
+  assert {pool['container_spec']['image_uri'] for pool in tuner_pools} == {
+      IMAGE}
+
+
+def test_the_tuner_s_machines_get_its_accelerators(tmp_path):
+  config = _config(tmp_path, 'vertex:\n  tuner:\n    accelerator_type: '
+                   'NVIDIA_L4\n    accelerator_count: 1\n')
+
+  pools = vertex.tuner_custom_config(config, IMAGE, {})[
+      'ai_platform_tuning_args']['job_spec']['worker_pool_specs']
+
+  assert [(pool['machine_spec'], pool['replica_count']) for pool in pools] == [
+      ({'machine_type': 'n1-standard-4', 'accelerator_type': 'NVIDIA_L4',
+        'accelerator_count': 1}, 1),
+      ({'machine_type': 'n1-standard-4', 'accelerator_type': 'NVIDIA_L4',
+        'accelerator_count': 1}, 2)]
 
 
 def test_the_serving_image_needs_a_tagged_component_image():
