@@ -8,7 +8,9 @@ Google Cloud kind of four nodes:
   built by pipeline/production/bigquery.py, and the Trainer's TrainArgs;
 - the Tuner and the Trainer from tfx.extensions.google_cloud_ai_platform, on
   Vertex Training machines from the configuration: the Tuner's flock, and
-  the Trainer's cluster of worker pools (chief, workers, parameter servers);
+  the Trainer's cluster of worker pools (chief, workers, parameter servers),
+  every replica running pipeline/production/distributed_trainer.py's
+  executor;
 - the Pusher, which adds a version to one Vertex AI Model and deploys it to
   an endpoint as a canary (pipeline/production/vertex_pusher.py), served by
   the serving image of the same commit as the component image, or by a
@@ -35,9 +37,12 @@ from pipeline import settings
 from pipeline.code_version import code_version
 from pipeline.config import Config, TrainerCluster
 from pipeline.platform import SessionSource
-from pipeline.production import bigquery, runtime_parameters, vertex_pusher
+from pipeline.production import (bigquery, distributed_trainer,
+                                 runtime_parameters, vertex_pusher)
 
 VERTEX_PUSHER_MODULE = 'pipeline.production.vertex_pusher'
+# The Trainer's launcher and the executor of its replicas.
+DISTRIBUTED_TRAINER_MODULE = 'pipeline.production.distributed_trainer'
 # Where the Dockerfile puts the project inside the component image.
 IMAGE_WORKDIR = '/pipeline'
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -241,8 +246,10 @@ def tuner(config: Config, image: str, model_settings: Dict[str, Any],
 
 
 def trainer(config: Config, image: str, model_settings: Dict[str, Any],
-            **inputs) -> tfx.extensions.google_cloud_ai_platform.Trainer:
-  return tfx.extensions.google_cloud_ai_platform.Trainer(
+            **inputs) -> distributed_trainer.Trainer:
+  """The Vertex Training Trainer, whose every replica runs
+  pipeline/components/trainer_executor.py's ReplicaExecutor."""
+  return distributed_trainer.Trainer(
       custom_config=trainer_custom_config(config, image, model_settings),
       **inputs)
 
@@ -323,8 +330,8 @@ class VertexPlatform:
                  **inputs)
 
   def trainer(self, **inputs):
-    return trainer(self._config, self._image,
-                   settings.model_settings(self._config), **inputs)
+    return trainer(self._config, self._image, settings.model_settings(
+        self._config, executor_module=DISTRIBUTED_TRAINER_MODULE), **inputs)
 
   def pusher(self, **inputs):
     # The version's code_version label names the code that built the model.

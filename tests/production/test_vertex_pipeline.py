@@ -13,8 +13,9 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import kubeflow_runner
+from fake_vertex_jobs import vertex_jobs  # pylint: disable=unused-import
 from pipeline import config as config_module
-from pipeline import settings
+from pipeline import code_version, settings
 from pipeline.config import ConfigError, load_config
 from pipeline.production import submission, vertex, vertex_pusher
 
@@ -179,6 +180,7 @@ def test_beam_components_run_on_dataflow_with_the_image_setup_file(spec):
 # configs/vertex.yaml's Trainer cluster: a chief and one worker, one T4 each.
 T4_MACHINE = {'machine_type': 'n1-standard-8',
               'accelerator_type': 'NVIDIA_TESLA_T4', 'accelerator_count': 1}
+REPLICA_EXECUTOR = 'pipeline.components.trainer_executor.ReplicaExecutor'
 SERVICE_ACCOUNT = 'repairml-pipelines@my-gcp-project.iam.gserviceaccount.com'
 
 
@@ -200,6 +202,124 @@ def test_trainer_runs_on_its_vertex_training_cluster(spec):
   assert custom_config['training']['train_steps'] == 2000
   assert custom_config['training']['distribution'] == 'multi_worker_mirrored'
   assert _parameters(spec, 'Trainer')['run_fn'] == 'models.training.run_fn'
+
+
+def test_the_trainer_step_launches_repairml_s_distributed_trainer(spec):
+  args = list(spec.deployment_spec['executors']['Trainer_executor'][
+      'container']['args'])
+  launcher = args[args.index('--executor_class_path') + 1]
+  assert launcher == 'pipeline.production.distributed_trainer.Executor'
+
+
+def test_the_trainer_s_code_version_follows_the_replicas_executor(spec):
+  # The replicas' executor is imported by name, like run_fn: editing it must
+  # change the Trainer's cache key even under the same image tag.
+  files = code_version.source_files(
+      [settings.TRAINER_MODULE, vertex.DISTRIBUTED_TRAINER_MODULE])
+  assert {'pipeline/production/distributed_trainer.py',
+          'pipeline/components/trainer_executor.py',
+          'models/distribution.py'} <= set(files)
+  assert _custom_config(spec, 'Trainer')['code_version'] == (
+      code_version.code_version(settings.TRAINER_MODULE,
+                                vertex.DISTRIBUTED_TRAINER_MODULE))
+  assert _custom_config(spec, 'Trainer')['code_version'] != (
+      code_version.code_version(settings.TRAINER_MODULE))
+
+
+PIPELINE_ROOT = 'gs://my-gcp-project-repairml/pipeline-root'
+
+
+def _artifact(kind, uri, **properties):
+  # pylint: disable-next=g-import-not-at-top
+  from tfx.types import standard_artifacts
+  artifact = getattr(standard_artifacts, kind)()
+  artifact.uri = uri
+  for name, value in properties.items():
+    setattr(artifact, name, value)
+  return artifact
+
+
+def _run_the_trainer_step(spec):
+  """Runs the compiled Trainer step's executor as Vertex AI Pipelines would:
+  its compiled parameters, the train_args RunParameters computes, and
+  artifacts of its inputs and outputs. Returns (inputs, outputs)."""
+  # pylint: disable-next=g-import-not-at-top
+  from pipeline.production import distributed_trainer
+  _, train_args = vertex.run_settings(
+      '', '', '', 2000, _parameters(spec, 'RunParameters')['source'])
+  exec_properties = {**_parameters(spec, 'Trainer'), 'train_args': train_args}
+  inputs = {
+      'examples': [_artifact('Examples', f'{PIPELINE_ROOT}/Transform/'
+                             'transformed_examples/7',
+                             split_names='["train", "eval", "test"]')],
+      'transform_graph': [_artifact('TransformGraph', f'{PIPELINE_ROOT}/'
+                                    'Transform/transform_graph/7')],
+      'hyperparameters': [_artifact('HyperParameters', f'{PIPELINE_ROOT}/'
+                                    'Tuner/best_hyperparameters/8')],
+  }
+  outputs = {'model': [_artifact('Model', f'{PIPELINE_ROOT}/Trainer/model/9')],
+             'model_run': [_artifact('ModelRun', f'{PIPELINE_ROOT}/Trainer/'
+                                     'model_run/9')]}
+  distributed_trainer.Executor().Do(inputs, outputs, exec_properties)
+  return inputs, outputs
+
+
+def _flag(command, name):
+  return command[command.index(name) + 1]
+
+
+def test_the_trainer_step_creates_one_custom_job_of_the_cluster(spec,
+                                                                vertex_jobs):
+  # pylint: disable-next=g-import-not-at-top
+  from google.cloud.aiplatform_v1.types import accelerator_type
+  _run_the_trainer_step(spec)
+
+  ((endpoint, request),) = vertex_jobs.created
+  assert endpoint == 'europe-west4-aiplatform.googleapis.com'
+  assert request.parent == 'projects/my-gcp-project/locations/europe-west4'
+  job = request.custom_job
+  # TFX names the job (no display name is configured).
+  assert re.fullmatch(r'tfx_\d{14}_[0-9a-f]{8}', job.display_name)
+  assert job.job_spec.service_account == SERVICE_ACCOUNT
+  pools = job.job_spec.worker_pool_specs
+  assert [(pool.machine_spec.machine_type, pool.machine_spec.accelerator_type,
+           pool.machine_spec.accelerator_count, pool.replica_count,
+           pool.container_spec.image_uri) for pool in pools] == [
+               ('n1-standard-8', accelerator_type.AcceleratorType.
+                NVIDIA_TESLA_T4, 1, 1, IMAGE)] * 2
+  # Vertex AI found it done at the first look: no polling.
+  assert vertex_jobs.asked == [f'{request.parent}/customJobs/1']
+
+
+def test_every_replica_runs_the_replica_executor(spec, vertex_jobs):
+  # pylint: disable=g-import-not-at-top
+  from tfx.types import artifact_utils
+  from tfx.utils import import_utils
+  from pipeline.components import trainer_executor
+  inputs, outputs = _run_the_trainer_step(spec)
+
+  commands = [list(pool.container_spec.command) for pool in
+              vertex_jobs.custom_job().job_spec.worker_pool_specs]
+  assert len(commands) == 2 and commands[0] == commands[1]
+  command = commands[0]
+  assert command[:5] == ['python', '-m', 'tfx.scripts.run_executor',
+                         '--executor_class_path', REPLICA_EXECUTOR]
+  # tfx.scripts.run_executor finds the class by that path.
+  assert import_utils.import_class_by_path(REPLICA_EXECUTOR) is (
+      trainer_executor.ReplicaExecutor)
+  # And each replica gets the step's artifacts and properties.
+  sent_inputs = artifact_utils.parse_artifact_dict(_flag(command, '--inputs'))
+  sent_outputs = artifact_utils.parse_artifact_dict(_flag(command,
+                                                          '--outputs'))
+  assert {k: [a.uri for a in v] for k, v in sent_inputs.items()} == {
+      k: [a.uri for a in v] for k, v in inputs.items()}
+  assert {k: [a.uri for a in v] for k, v in sent_outputs.items()} == {
+      k: [a.uri for a in v] for k, v in outputs.items()}
+  properties = json.loads(_flag(command, '--exec-properties'))
+  assert properties['run_fn'] == 'models.training.run_fn'
+  assert json.loads(properties['train_args']) == {'num_steps': 2000}
+  assert json.loads(properties['custom_config'])['training'][
+      'distribution'] == 'multi_worker_mirrored'
 
 
 def test_tuner_runs_parallel_trials_on_vertex_training(spec):
