@@ -181,8 +181,10 @@ def trainer_worker_pools(cluster: TrainerCluster,
 
   Pools without replicas are left out at the end. One before a pool that is
   used stays in as `{}`, since the order says which pool is which (Vertex
-  AI's distributed training guide); the configuration's checks make that
-  unusual: parameter servers need workers.
+  AI's distributed training guide). The configuration never asks for that
+  (parameter servers need workers), and it would not reach Vertex AI empty:
+  TFX's VertexJobClient gives every pool without a container_spec TFX's own
+  image and the executor command (training_clients.py, create_training_job).
   """
   pools = [getattr(cluster, name) for name in TRAINER_POOLS]
   specs = [_worker_pool(machines, image, machines.replica_count)
