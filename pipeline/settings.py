@@ -32,13 +32,20 @@ def transform_settings(config: Config) -> Dict[str, Any]:
   }
 
 
-def model_settings(config: Config,
-                   module: str = TRAINER_MODULE) -> Dict[str, Any]:
+def model_settings(config: Config, module: str = TRAINER_MODULE,
+                   executor_module: str = '') -> Dict[str, Any]:
   """The Tuner's or the Trainer's custom_config (`module` is the one it
-  runs): the transform settings plus training and tuning."""
+  runs): the transform settings plus training and tuning.
+
+  `executor_module` is the project's own executor the component runs, if it
+  has one (on Vertex AI the Trainer's, pipeline/production/
+  distributed_trainer.py): its code is imported by name too, so it counts in
+  code_version.
+  """
+  roots = (module, executor_module) if executor_module else (module,)
   return {
       **transform_settings(config),
       'training': config.training.model_dump(),
       'tuning': config.tuning.model_dump(),
-      'code_version': code_version(module),
+      'code_version': code_version(*roots),
   }

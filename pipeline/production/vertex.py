@@ -7,7 +7,10 @@ Google Cloud kind of four nodes:
   (car model, date range, training steps) into BigQueryExampleGen's queries,
   built by pipeline/production/bigquery.py, and the Trainer's TrainArgs;
 - the Tuner and the Trainer from tfx.extensions.google_cloud_ai_platform, on
-  Vertex Training machines from the configuration;
+  Vertex Training machines from the configuration: the Tuner's flock, and
+  the Trainer's cluster of worker pools (chief, workers, parameter servers),
+  every replica running pipeline/production/distributed_trainer.py's
+  executor;
 - the Pusher, which adds a version to one Vertex AI Model and deploys it to
   an endpoint as a canary (pipeline/production/vertex_pusher.py), served by
   the serving image of the same commit as the component image, or by a
@@ -32,11 +35,14 @@ from tfx.utils import proto_utils
 
 from pipeline import settings
 from pipeline.code_version import code_version
-from pipeline.config import Config
+from pipeline.config import Config, TrainerCluster
 from pipeline.platform import SessionSource
-from pipeline.production import bigquery, runtime_parameters, vertex_pusher
+from pipeline.production import (bigquery, distributed_trainer,
+                                 runtime_parameters, vertex_pusher)
 
 VERTEX_PUSHER_MODULE = 'pipeline.production.vertex_pusher'
+# The Trainer's launcher and the executor of its replicas.
+DISTRIBUTED_TRAINER_MODULE = 'pipeline.production.distributed_trainer'
 # Where the Dockerfile puts the project inside the component image.
 IMAGE_WORKDIR = '/pipeline'
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -140,15 +146,58 @@ def beam_pipeline_args(config: Config) -> List[str]:
   ] + list(config.beam_args)
 
 
-def _worker_pool(machine_type: str, image: str, replicas: int = 1):
-  return {'machine_spec': {'machine_type': machine_type},
+# Vertex AI reads a pool's role from its place in worker_pool_specs: the chief
+# (workerpool0, exactly one replica), the workers, the parameter servers. Its
+# TF_CONFIG names their tasks chief, worker and ps.
+TRAINER_POOLS = ('chief', 'workers', 'parameter_servers')
+
+
+def trainer_image(config: Config, component_image: str) -> str:
+  """The image every replica of the Trainer runs: vertex.trainer.image with
+  the component image's tag (a build of the same commit, e.g. with GPU
+  libraries), or the component image itself when that is ''."""
+  image = config.vertex.trainer.image
+  return f'{image}:{image_tag(component_image)}' if image else component_image
+
+
+def _machine_spec(machines) -> Dict[str, Any]:
+  """Vertex AI's MachineSpec of a Machines or a TunerFlock."""
+  spec = {'machine_type': machines.machine_type}
+  if machines.accelerator_type:
+    spec['accelerator_type'] = machines.accelerator_type
+    spec['accelerator_count'] = machines.accelerator_count
+  return spec
+
+
+def _worker_pool(machines, image: str, replicas: int) -> Dict[str, Any]:
+  return {'machine_spec': _machine_spec(machines),
           'replica_count': replicas,
           'container_spec': {'image_uri': image}}
 
 
+def trainer_worker_pools(cluster: TrainerCluster,
+                         image: str) -> List[Dict[str, Any]]:
+  """The cluster's worker_pool_specs, in Vertex AI's order (TRAINER_POOLS).
+
+  Pools without replicas are left out at the end. One before a pool that is
+  used stays in as `{}`, since the order says which pool is which (Vertex
+  AI's distributed training guide). The configuration never asks for that
+  (parameter servers need workers), and it would not reach Vertex AI empty:
+  TFX's VertexJobClient gives every pool without a container_spec TFX's own
+  image and the executor command (training_clients.py, create_training_job).
+  """
+  pools = [getattr(cluster, name) for name in TRAINER_POOLS]
+  specs = [_worker_pool(machines, image, machines.replica_count)
+           if machines.replica_count else {} for machines in pools]
+  while specs and not specs[-1]:
+    specs.pop()
+  return specs
+
+
 def trainer_custom_config(config: Config, image: str,
                           model_settings: Dict[str, Any]) -> Dict[str, Any]:
-  """The Trainer's settings plus where Vertex Training runs it."""
+  """The Trainer's settings plus its Vertex Training cluster: the pools of
+  vertex.trainer, each replica running `trainer_image(config, image)`."""
   vertex = config.vertex
   return {
       **model_settings,
@@ -157,8 +206,8 @@ def trainer_custom_config(config: Config, image: str,
       tfx.extensions.google_cloud_ai_platform.TRAINING_ARGS_KEY: {
           'project': vertex.project,
           'job_spec': {
-              'worker_pool_specs': [
-                  _worker_pool(vertex.trainer.machine_type, image)],
+              'worker_pool_specs': trainer_worker_pools(
+                  vertex.trainer, trainer_image(config, image)),
               'service_account': vertex.service_account,
           },
       },
@@ -168,12 +217,13 @@ def trainer_custom_config(config: Config, image: str,
 def tuner_custom_config(config: Config, image: str,
                         model_settings: Dict[str, Any]) -> Dict[str, Any]:
   """The Tuner's settings plus its flock of Vertex Training workers: one
-  chief and parallel_trials - 1 workers, each running trials."""
+  chief and parallel_trials - 1 workers, each running trials on a machine
+  of vertex.tuner (with its accelerators, if any)."""
   vertex = config.vertex
   parallel = vertex.tuner.parallel_trials
-  pools = [_worker_pool(vertex.tuner.machine_type, image)]
+  pools = [_worker_pool(vertex.tuner, image, 1)]
   if parallel > 1:
-    pools.append(_worker_pool(vertex.tuner.machine_type, image, parallel - 1))
+    pools.append(_worker_pool(vertex.tuner, image, parallel - 1))
   return {
       **model_settings,
       tfx.extensions.google_cloud_ai_platform.ENABLE_VERTEX_KEY: True,
@@ -198,8 +248,10 @@ def tuner(config: Config, image: str, model_settings: Dict[str, Any],
 
 
 def trainer(config: Config, image: str, model_settings: Dict[str, Any],
-            **inputs) -> tfx.extensions.google_cloud_ai_platform.Trainer:
-  return tfx.extensions.google_cloud_ai_platform.Trainer(
+            **inputs) -> distributed_trainer.Trainer:
+  """The Vertex Training Trainer, whose every replica runs
+  pipeline/components/trainer_executor.py's ReplicaExecutor."""
+  return distributed_trainer.Trainer(
       custom_config=trainer_custom_config(config, image, model_settings),
       **inputs)
 
@@ -280,8 +332,8 @@ class VertexPlatform:
                  **inputs)
 
   def trainer(self, **inputs):
-    return trainer(self._config, self._image,
-                   settings.model_settings(self._config), **inputs)
+    return trainer(self._config, self._image, settings.model_settings(
+        self._config, executor_module=DISTRIBUTED_TRAINER_MODULE), **inputs)
 
   def pusher(self, **inputs):
     # The version's code_version label names the code that built the model.

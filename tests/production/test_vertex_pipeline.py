@@ -13,7 +13,9 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import kubeflow_runner
+from fake_vertex_jobs import vertex_jobs  # pylint: disable=unused-import
 from pipeline import config as config_module
+from pipeline import code_version, settings
 from pipeline.config import ConfigError, load_config
 from pipeline.production import submission, vertex, vertex_pusher
 
@@ -175,20 +177,149 @@ def test_beam_components_run_on_dataflow_with_the_image_setup_file(spec):
       assert expected in args, (component, expected)
 
 
-def test_trainer_runs_on_vertex_training_with_the_component_image(spec):
+# configs/vertex.yaml's Trainer cluster: a chief and one worker, one T4 each.
+T4_MACHINE = {'machine_type': 'n1-standard-8',
+              'accelerator_type': 'NVIDIA_TESLA_T4', 'accelerator_count': 1}
+REPLICA_EXECUTOR = 'pipeline.components.trainer_executor.ReplicaExecutor'
+SERVICE_ACCOUNT = 'repairml-pipelines@my-gcp-project.iam.gserviceaccount.com'
+
+
+def test_trainer_runs_on_its_vertex_training_cluster(spec):
   custom_config = _custom_config(spec, 'Trainer')
   assert custom_config['ai_platform_enable_vertex'] is True
   assert custom_config['ai_platform_vertex_region'] == 'europe-west4'
   training = custom_config['ai_platform_training_args']
   assert training['project'] == 'my-gcp-project'
-  (pool,) = training['job_spec']['worker_pool_specs']
-  assert pool['machine_spec'] == {'machine_type': 'n1-standard-8'}
-  assert pool['container_spec'] == {'image_uri': IMAGE}
-  assert training['job_spec']['service_account'] == (
-      'repairml-pipelines@my-gcp-project.iam.gserviceaccount.com')
+  # Pool 0 is the chief, pool 1 the workers; no parameter servers.
+  assert training['job_spec']['worker_pool_specs'] == [
+      {'machine_spec': T4_MACHINE, 'replica_count': 1,
+       'container_spec': {'image_uri': IMAGE}},
+      {'machine_spec': T4_MACHINE, 'replica_count': 1,
+       'container_spec': {'image_uri': IMAGE}},
+  ]
+  assert training['job_spec']['service_account'] == SERVICE_ACCOUNT
   # The model settings travel with it, as in a local run.
   assert custom_config['training']['train_steps'] == 2000
+  assert custom_config['training']['distribution'] == 'multi_worker_mirrored'
   assert _parameters(spec, 'Trainer')['run_fn'] == 'models.training.run_fn'
+
+
+def test_the_trainer_step_launches_repairml_s_distributed_trainer(spec):
+  args = list(spec.deployment_spec['executors']['Trainer_executor'][
+      'container']['args'])
+  launcher = args[args.index('--executor_class_path') + 1]
+  assert launcher == 'pipeline.production.distributed_trainer.Executor'
+
+
+def test_the_trainer_s_code_version_follows_the_replicas_executor(spec):
+  # The replicas' executor is imported by name, like run_fn: editing it must
+  # change the Trainer's cache key even under the same image tag.
+  files = code_version.source_files(
+      [settings.TRAINER_MODULE, vertex.DISTRIBUTED_TRAINER_MODULE])
+  assert {'pipeline/production/distributed_trainer.py',
+          'pipeline/components/trainer_executor.py',
+          'models/distribution.py'} <= set(files)
+  assert _custom_config(spec, 'Trainer')['code_version'] == (
+      code_version.code_version(settings.TRAINER_MODULE,
+                                vertex.DISTRIBUTED_TRAINER_MODULE))
+  assert _custom_config(spec, 'Trainer')['code_version'] != (
+      code_version.code_version(settings.TRAINER_MODULE))
+
+
+PIPELINE_ROOT = 'gs://my-gcp-project-repairml/pipeline-root'
+
+
+def _artifact(kind, uri, **properties):
+  # pylint: disable-next=g-import-not-at-top
+  from tfx.types import standard_artifacts
+  artifact = getattr(standard_artifacts, kind)()
+  artifact.uri = uri
+  for name, value in properties.items():
+    setattr(artifact, name, value)
+  return artifact
+
+
+def _run_the_trainer_step(spec):
+  """Runs the compiled Trainer step's executor as Vertex AI Pipelines would:
+  its compiled parameters, the train_args RunParameters computes, and
+  artifacts of its inputs and outputs. Returns (inputs, outputs)."""
+  # pylint: disable-next=g-import-not-at-top
+  from pipeline.production import distributed_trainer
+  _, train_args = vertex.run_settings(
+      '', '', '', 2000, _parameters(spec, 'RunParameters')['source'])
+  exec_properties = {**_parameters(spec, 'Trainer'), 'train_args': train_args}
+  inputs = {
+      'examples': [_artifact('Examples', f'{PIPELINE_ROOT}/Transform/'
+                             'transformed_examples/7',
+                             split_names='["train", "eval", "test"]')],
+      'transform_graph': [_artifact('TransformGraph', f'{PIPELINE_ROOT}/'
+                                    'Transform/transform_graph/7')],
+      'hyperparameters': [_artifact('HyperParameters', f'{PIPELINE_ROOT}/'
+                                    'Tuner/best_hyperparameters/8')],
+  }
+  outputs = {'model': [_artifact('Model', f'{PIPELINE_ROOT}/Trainer/model/9')],
+             'model_run': [_artifact('ModelRun', f'{PIPELINE_ROOT}/Trainer/'
+                                     'model_run/9')]}
+  distributed_trainer.Executor().Do(inputs, outputs, exec_properties)
+  return inputs, outputs
+
+
+def _flag(command, name):
+  return command[command.index(name) + 1]
+
+
+def test_the_trainer_step_creates_one_custom_job_of_the_cluster(spec,
+                                                                vertex_jobs):
+  # pylint: disable-next=g-import-not-at-top
+  from google.cloud.aiplatform_v1.types import accelerator_type
+  _run_the_trainer_step(spec)
+
+  ((endpoint, request),) = vertex_jobs.created
+  assert endpoint == 'europe-west4-aiplatform.googleapis.com'
+  assert request.parent == 'projects/my-gcp-project/locations/europe-west4'
+  job = request.custom_job
+  # TFX names the job (no display name is configured).
+  assert re.fullmatch(r'tfx_\d{14}_[0-9a-f]{8}', job.display_name)
+  assert job.job_spec.service_account == SERVICE_ACCOUNT
+  pools = job.job_spec.worker_pool_specs
+  assert [(pool.machine_spec.machine_type, pool.machine_spec.accelerator_type,
+           pool.machine_spec.accelerator_count, pool.replica_count,
+           pool.container_spec.image_uri) for pool in pools] == [
+               ('n1-standard-8', accelerator_type.AcceleratorType.
+                NVIDIA_TESLA_T4, 1, 1, IMAGE)] * 2
+  # Vertex AI found it done at the first look: no polling.
+  assert vertex_jobs.asked == [f'{request.parent}/customJobs/1']
+
+
+def test_every_replica_runs_the_replica_executor(spec, vertex_jobs):
+  # pylint: disable=g-import-not-at-top
+  from tfx.types import artifact_utils
+  from tfx.utils import import_utils
+  from pipeline.components import trainer_executor
+  inputs, outputs = _run_the_trainer_step(spec)
+
+  commands = [list(pool.container_spec.command) for pool in
+              vertex_jobs.custom_job().job_spec.worker_pool_specs]
+  assert len(commands) == 2 and commands[0] == commands[1]
+  command = commands[0]
+  assert command[:5] == ['python', '-m', 'tfx.scripts.run_executor',
+                         '--executor_class_path', REPLICA_EXECUTOR]
+  # tfx.scripts.run_executor finds the class by that path.
+  assert import_utils.import_class_by_path(REPLICA_EXECUTOR) is (
+      trainer_executor.ReplicaExecutor)
+  # And each replica gets the step's artifacts and properties.
+  sent_inputs = artifact_utils.parse_artifact_dict(_flag(command, '--inputs'))
+  sent_outputs = artifact_utils.parse_artifact_dict(_flag(command,
+                                                          '--outputs'))
+  assert {k: [a.uri for a in v] for k, v in sent_inputs.items()} == {
+      k: [a.uri for a in v] for k, v in inputs.items()}
+  assert {k: [a.uri for a in v] for k, v in sent_outputs.items()} == {
+      k: [a.uri for a in v] for k, v in outputs.items()}
+  properties = json.loads(_flag(command, '--exec-properties'))
+  assert properties['run_fn'] == 'models.training.run_fn'
+  assert json.loads(properties['train_args']) == {'num_steps': 2000}
+  assert json.loads(properties['custom_config'])['training'][
+      'distribution'] == 'multi_worker_mirrored'
 
 
 def test_tuner_runs_parallel_trials_on_vertex_training(spec):
@@ -197,6 +328,9 @@ def test_tuner_runs_parallel_trials_on_vertex_training(spec):
       'worker_pool_specs']
   assert [pool['replica_count'] for pool in pools] == [1, 2]
   assert all(pool['container_spec'] == {'image_uri': IMAGE} for pool in pools)
+  # No accelerators configured: none asked for.
+  assert all(pool['machine_spec'] == {'machine_type': 'n1-standard-4'}
+             for pool in pools)
   assert json.loads(_parameters(spec, 'Tuner')['tune_args']) == {
       'num_parallel_trials': 3}
   assert custom_config['remote_trials_working_dir'].startswith(
@@ -269,6 +403,109 @@ def test_with_tf_serving_the_pusher_deploys_the_prebuilt_image(tmp_path):
       config_module.TF_SERVING_IMAGE)
   assert custom_config['ai_platform_serving_args']['serving_container'] == (
       'tf_serving')
+
+
+def _config(tmp_path, yaml_text):
+  """configs/vertex.yaml with `yaml_text` laid over it, from a temp copy."""
+  path = tmp_path / 'vertex.yaml'
+  path.write_text(f'base: {VERTEX_CONFIG}\n{yaml_text}', encoding='utf-8')
+  return load_config(str(path))
+
+
+def _trainer_pools(config):
+  # pylint: disable=g-import-not-at-top
+  from tfx.types import channel, standard_artifacts
+  trainer = vertex.trainer(config, IMAGE, {}, run_fn=settings.RUN_FN,
+                           examples=channel.Channel(
+                               type=standard_artifacts.Examples))
+  custom_config = json.loads(trainer.exec_properties['custom_config'])
+  return custom_config['ai_platform_training_args']['job_spec'][
+      'worker_pool_specs']
+
+
+def test_parameter_servers_are_the_third_pool(tmp_path):
+  config = _config(tmp_path, """
+training:
+  distribution: parameter_server
+vertex:
+  trainer:
+    workers:
+      replica_count: 2
+    parameter_servers:
+      replica_count: 1
+      machine_type: n1-highmem-4
+""")
+
+  assert _trainer_pools(config) == [
+      {'machine_spec': T4_MACHINE, 'replica_count': 1,
+       'container_spec': {'image_uri': IMAGE}},
+      {'machine_spec': T4_MACHINE, 'replica_count': 2,
+       'container_spec': {'image_uri': IMAGE}},
+      {'machine_spec': {'machine_type': 'n1-highmem-4'}, 'replica_count': 1,
+       'container_spec': {'image_uri': IMAGE}},
+  ]
+
+
+def test_one_machine_s_gpus_are_one_pool(tmp_path):
+  config = _config(tmp_path, """
+training:
+  distribution: mirrored
+vertex:
+  trainer:
+    chief:
+      accelerator_count: 4
+    workers:
+      replica_count: 0
+""")
+
+  assert _trainer_pools(config) == [
+      {'machine_spec': {**T4_MACHINE, 'accelerator_count': 4},
+       'replica_count': 1, 'container_spec': {'image_uri': IMAGE}}]
+
+
+def test_an_unused_pool_before_a_used_one_stays_as_an_empty_placeholder():
+  # Vertex AI knows a pool by its place. The configuration never asks for
+  # this (parameter servers need workers), the pools function keeps to it.
+  cluster = config_module.TrainerCluster(
+      chief=config_module.Machines(machine_type='n1-standard-4'),
+      parameter_servers=config_module.Machines(machine_type='n1-highmem-4'))
+
+  assert vertex.trainer_worker_pools(cluster, IMAGE) == [
+      {'machine_spec': {'machine_type': 'n1-standard-4'}, 'replica_count': 1,
+       'container_spec': {'image_uri': IMAGE}},
+      {},
+      {'machine_spec': {'machine_type': 'n1-highmem-4'}, 'replica_count': 1,
+       'container_spec': {'image_uri': IMAGE}},
+  ]
+
+
+def test_a_trainer_image_of_its_own_gets_the_component_image_tag(tmp_path):
+  gpu_image = 'europe-docker.pkg.dev/ops/images/repairml-gpu'
+  config = _config(tmp_path, f'vertex:\n  trainer:\n    image: {gpu_image}\n')
+
+  pools = _trainer_pools(config)
+
+  assert [pool['container_spec'] for pool in pools] == [
+      {'image_uri': f'{gpu_image}:{TAG}'}] * 2
+  # The Tuner's trials keep the component image.
+  tuner_pools = vertex.tuner_custom_config(config, IMAGE, {})[
+      'ai_platform_tuning_args']['job_spec']['worker_pool_specs']
+  assert {pool['container_spec']['image_uri'] for pool in tuner_pools} == {
+      IMAGE}
+
+
+def test_the_tuner_s_machines_get_its_accelerators(tmp_path):
+  config = _config(tmp_path, 'vertex:\n  tuner:\n    accelerator_type: '
+                   'NVIDIA_L4\n    accelerator_count: 1\n')
+
+  pools = vertex.tuner_custom_config(config, IMAGE, {})[
+      'ai_platform_tuning_args']['job_spec']['worker_pool_specs']
+
+  assert [(pool['machine_spec'], pool['replica_count']) for pool in pools] == [
+      ({'machine_type': 'n1-standard-4', 'accelerator_type': 'NVIDIA_L4',
+        'accelerator_count': 1}, 1),
+      ({'machine_type': 'n1-standard-4', 'accelerator_type': 'NVIDIA_L4',
+        'accelerator_count': 1}, 2)]
 
 
 def test_the_serving_image_needs_a_tagged_component_image():
