@@ -95,6 +95,17 @@ def strategy_for(distribution: str) -> tf.distribute.Strategy:
   raise ValueError(f'Unknown training.distribution {distribution!r}.')
 
 
+def name_of(strategy: tf.distribute.Strategy) -> str:
+  """The training.distribution a strategy implements."""
+  if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return MULTI_WORKER_MIRRORED
+  if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
+    return PARAMETER_SERVER
+  if isinstance(strategy, tf.distribute.MirroredStrategy):
+    return MIRRORED
+  return NONE
+
+
 def tuner_strategy_for(distribution: str) -> tf.distribute.Strategy:
   """A Tuner trial's strategy: the devices of its own machine.
 

@@ -44,6 +44,55 @@ class ClusterError(RuntimeError):
   """A replica that computes steps failed or did not finish in time."""
 
 
+@dataclasses.dataclass(frozen=True)
+class RecordedTrainer:
+  """A finished run's Trainer, as ML Metadata recorded it: what to run
+  again on a cluster, and the model it made."""
+  inputs: Dict[str, List[types.Artifact]]
+  exec_properties: Dict[str, Any]
+  model_dir: str            # the run's exported model (Format-Serving)
+  test_examples: List[str]  # the run's test split, gzipped tf.Example files
+
+  def with_distribution(self, distribution: str,
+                        train_steps: int = 0) -> Dict[str, Any]:
+    """The Trainer's properties with training.distribution (and, if given,
+    the step count) changed."""
+    settings = json.loads(self.exec_properties['custom_config'])
+    settings['training']['distribution'] = distribution
+    properties = {**self.exec_properties,
+                  'custom_config': json.dumps(settings, sort_keys=True)}
+    if train_steps:
+      properties['train_args'] = json.dumps({'num_steps': train_steps})
+    return properties
+
+
+def recorded_trainer(history, run) -> RecordedTrainer:
+  """The Trainer of `run` (lineage.history's History and Run)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfx.types import artifact_utils  # pylint: disable=g-import-not-at-top
+  trainer = run.step('Trainer')
+  if trainer is None or trainer.output('model') is None:
+    raise ValueError(f'Run {run.run_id} has no trained model to train again.')
+  model = history.tfx_artifact(trainer.output('model'))
+  examples = history.tfx_artifact(run.example_gen.output('examples'))
+  test_split = artifact_utils.get_split_uri([examples], 'test')
+  return RecordedTrainer(
+      inputs={key: [history.tfx_artifact(i) for i in ids]
+              for key, ids in trainer.inputs.items()},
+      exec_properties=dict(trainer.properties),
+      model_dir=os.path.join(model.uri, 'Format-Serving'),
+      test_examples=sorted(tf.io.gfile.glob(os.path.join(test_split, '*'))))
+
+
+def outputs_in(folder: str) -> Dict[str, List[types.Artifact]]:
+  """The Trainer's output artifacts, in FOLDER/model and FOLDER/model_run."""
+  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+  model, model_run = standard_artifacts.Model(), standard_artifacts.ModelRun()
+  model.uri = os.path.join(folder, 'model')
+  model_run.uri = os.path.join(folder, 'model_run')
+  return {'model': [model], 'model_run': [model_run]}
+
+
 def cluster_spec(workers: int, parameter_servers: int) -> Dict[str, List[str]]:
   """{job: [host:port]}: TF_CONFIG's cluster, on free loopback ports."""
   def addresses(count):

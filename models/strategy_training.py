@@ -18,8 +18,10 @@ macro F1, early stopping with the best weights restored, the backup a retried
 Trainer resumes from). Without a strategy the Trainer keeps Keras's fit.
 """
 
+import time
 from typing import Callable, Dict, List
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -47,6 +49,9 @@ def fit(strategy: tf.distribute.Strategy, model: keras.Model,
   steps add up to train_steps. Returns the history: each epoch's mean
   training loss and the callbacks' logs.
   """
+  logging.info('Training under %s: %d replicas per step, variables on %s.',
+               distribution.name_of(strategy), strategy.num_replicas_in_sync,
+               ', '.join(variable_devices(model)))
   if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
     run_steps = _parameter_server_steps(strategy, model, make_dataset,
                                         batch_size)
@@ -63,7 +68,12 @@ def fit(strategy: tf.distribute.Strategy, model: keras.Model,
   for epoch in range(first_epoch, epochs):
     callback_list.on_epoch_begin(epoch)
     steps = min(steps_per_epoch, train_steps - done)
+    started = time.monotonic()
     logs = {'loss': run_steps(steps)}
+    seconds = time.monotonic() - started
+    # benchmarks/distributed_training.py reads these lines.
+    logging.info('Epoch %d: %d steps in %.3f s, loss %.4f.', epoch, steps,
+                 seconds, logs['loss'])
     done += steps
     callback_list.on_epoch_end(epoch, logs)
     for name, value in logs.items():
@@ -72,6 +82,16 @@ def fit(strategy: tf.distribute.Strategy, model: keras.Model,
       break
   callback_list.on_train_end()
   return history
+
+
+def variable_devices(model: keras.Model) -> List[str]:
+  """Where the model's variables live (their first copy, when mirrored)."""
+  devices = set()
+  for variable in model.variables:
+    value = getattr(variable, 'value', variable)
+    copies = getattr(value, 'values', None)
+    devices.add((copies[0] if copies else value).device)
+  return sorted(devices)
 
 
 def _replica_loss(model: keras.Model, features, labels, replicas: int):

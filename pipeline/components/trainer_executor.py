@@ -30,6 +30,6 @@ class ReplicaExecutor(trainer_executor.GenericExecutor):
       return
     self._log_startup(input_dict, output_dict, exec_properties)
     fn_args = self._GetFnArgs(input_dict, output_dict, exec_properties)
-    logging.info('Training as %s of the cluster; the chief exports.',
+    logging.info('Running as %s of the cluster; the chief exports the model.',
                  task.name)
     udf_utils.get_fn(exec_properties, 'run_fn')(fn_args)

@@ -28,6 +28,7 @@ TRAINING = {
     'learning_rate': 0.003, 'hidden_units': 128, 'hidden_layers': 2,
     'embedding_dim': 16, 'dropout': 0.1, 'loss': 'binary_crossentropy',
     'focal_gamma': 2.0, 'early_stopping_patience': 3,
+    'distribution': 'none',
 }
 TUNING = {'enabled': True, 'max_trials': 3, 'steps_per_trial': 1000}
 
