@@ -168,3 +168,53 @@ def run(input_dict: Dict[str, List[types.Artifact]],
       raise ClusterError(f'{replica.name} failed (exit {replica.returncode});'
                          f' see {replica.log_path}.')
   return replicas
+
+
+def main(argv=None) -> int:
+  """python -m models.local_cluster: a finished run's Trainer, again, on a
+  local cluster of --workers workers (and --parameter-servers)."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  from lineage.history import History, NotFound  # pylint: disable=g-import-not-at-top
+  from pipeline import metadata_store  # pylint: disable=g-import-not-at-top
+  from pipeline.config import ConfigError, load_config  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(
+      prog='python -m models.local_cluster', description=main.__doc__)
+  parser.add_argument('--config', default='configs/local.yaml')
+  parser.add_argument('--run', default='latest',
+                      help='the run whose Trainer to train again')
+  parser.add_argument('--distribution', default='multi_worker_mirrored',
+                      choices=['multi_worker_mirrored', 'parameter_server'])
+  parser.add_argument('--workers', type=int, default=1)
+  parser.add_argument('--parameter-servers', type=int, default=0)
+  parser.add_argument('--train-steps', type=int, default=0,
+                      help='default: the run\'s')
+  parser.add_argument('--output', default='runs/local_cluster',
+                      help='where the model, its run folder and the '
+                      'replicas\' logs go')
+  args = parser.parse_args(argv)
+  try:
+    config = load_config(args.config)
+    history = History(metadata_store.open_store(config, read_only=True),
+                      config.pipeline_name)
+    trainer = recorded_trainer(history, history.run(args.run))
+    output = os.path.abspath(args.output)
+    print(f'Training run {args.run}\'s Trainer under {args.distribution} on '
+          f'a chief, {args.workers} worker(s) and {args.parameter_servers} '
+          f'parameter server(s); logs in {output}/logs', flush=True)
+    replicas = run(trainer.inputs, outputs_in(output),
+                   trainer.with_distribution(args.distribution,
+                                             args.train_steps),
+                   os.path.join(output, 'logs'), workers=args.workers,
+                   parameter_servers=args.parameter_servers)
+  except (ConfigError, NotFound, ClusterError, ValueError,
+          metadata_store.StoreError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  for replica in replicas:
+    print(f'{replica.name}: exit {replica.returncode}')
+  print(f'Model: {os.path.join(output, "model", "Format-Serving")}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
