@@ -133,10 +133,7 @@ def problem(hyperparameters: keras_tuner.HyperParameters,
     if isinstance(hp, hp_module.Boolean):
       root.add_categorical_param(hp.name, ['False', 'True'])
     elif isinstance(hp, hp_module.Choice):
-      if all(isinstance(v, str) for v in hp.values):
-        root.add_categorical_param(hp.name, list(hp.values))
-      elif all(isinstance(v, (int, float)) and not isinstance(v, bool)
-               for v in hp.values):
+      if _numeric_choice(hp):
         root.add_discrete_param(hp.name, sorted(hp.values),
                                 scale_type=vz.ScaleType.LINEAR)
       else:
@@ -198,16 +195,17 @@ def _same(choice, raw) -> bool:
   return abs(float(choice) - float(raw)) < 1e-9
 
 
+def _numeric_choice(hp) -> bool:
+  return all(isinstance(v, (int, float)) and not isinstance(v, bool)
+             for v in hp.values)
+
+
 def _vizier_value(hp, value):
-  if isinstance(hp, hp_module.Boolean) or (
-      isinstance(hp, hp_module.Choice) and
-      not all(isinstance(v, str) for v in hp.values) and
-      not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-              for v in hp.values)):
-    return str(value)
-  if isinstance(value, bool):
-    return str(value)
-  return float(value) if isinstance(value, (int, float)) else value
+  """A KerasTuner value as the study's parameter: numbers as floats,
+  categories (Boolean, strings, mixed choices) as strings."""
+  numeric = (isinstance(hp, (hp_module.Int, hp_module.Float)) or
+             (isinstance(hp, hp_module.Choice) and _numeric_choice(hp)))
+  return float(value) if numeric else str(value)
 
 
 def _hint(error: Exception, project: str, region: str) -> str:
@@ -264,9 +262,9 @@ class VizierOracle(keras_tuner.Oracle):
             auth_exceptions.GoogleAuthError) as error:
       detail = ' '.join(str(getattr(error, 'message', None) or error).split())
       raise VizierError(
-          f'Vertex AI Vizier could not {what} for the Tuner\'s study '
-          f'"{self.study_name}" (projects/{self.project}/locations/'
-          f'{self.region}): {type(error).__name__}: {detail}; '
+          f'The Tuner\'s Vertex AI Vizier study "{self.study_name}" '
+          f'(projects/{self.project}/locations/{self.region}): could not '
+          f'{what}: {type(error).__name__}: {detail}; '
           f'{_hint(error, self.project, self.region)}.') from error
 
   def _connect(self):
@@ -275,7 +273,7 @@ class VizierOracle(keras_tuner.Oracle):
     if self._study is not None:
       return self._study
     study = self._call(
-        'create or load the study', vizier.Study.create_or_load,
+        'create or load it', vizier.Study.create_or_load,
         display_name=self.study_name,
         problem=problem(self.hyperparameters, self.objective),
         project=self.project, location=self.region)

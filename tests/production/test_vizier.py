@@ -20,6 +20,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from fake_vizier import PARENT, PROJECT, PROJECT_NUMBER, REGION
 from fake_vizier import vizier  # pylint: disable=unused-import
 from models import hyperparameters, training, tuning
+from models import vizier as vizier_module
 from models.tuning import ConfiguredFirstOracle
 from models.vizier import VizierError, VizierOracle, study_name
 from pipeline.config import load_config
@@ -104,6 +105,38 @@ def test_the_study_spec_is_the_search_space_and_the_objective(vizier, settings,
           'binary_crossentropy', 'focal', 'soft_macro_f1',
           'weighted_binary_crossentropy']}},
   ]
+
+
+def test_other_kinds_of_hyperparameter_map_both_ways():
+  space = keras_tuner.HyperParameters()
+  space.Boolean('batch_norm')
+  space.Int('layers', 2, 8, step=2, sampling='log')
+  space.Float('momentum', 0.5, 0.9)
+  space.Choice('activation', ['relu', 'gelu'])
+  space.Fixed('epochs', 3)
+  spec = _as_dict(vizier_module.problem(
+      space, keras_tuner.Objective('loss', 'min')).to_proto())
+  assert spec['metrics'] == [{'metric_id': 'loss', 'goal': 'MINIMIZE'}]
+  assert spec['parameters'] == [
+      {'parameter_id': 'batch_norm',
+       'categorical_value_spec': {'values': ['False', 'True']}},
+      {'parameter_id': 'layers', 'scale_type': 'UNIT_LOG_SCALE',
+       'discrete_value_spec': {'values': [2.0, 4.0, 6.0, 8.0]}},
+      {'parameter_id': 'momentum', 'scale_type': 'UNIT_LINEAR_SCALE',
+       'double_value_spec': {'min_value': 0.5, 'max_value': 0.9}},
+      {'parameter_id': 'activation',
+       'categorical_value_spec': {'values': ['gelu', 'relu']}},
+  ]
+  values = vizier_module.keras_values(space, {
+      'batch_norm': 'True', 'layers': 6.0, 'momentum': 0.75,
+      'activation': 'gelu'})
+  assert values == {'batch_norm': True, 'layers': 6, 'momentum': 0.75,
+                    'activation': 'gelu', 'epochs': 3}
+  assert type(values['layers']) is int
+  with pytest.raises(VizierError, match="'activation'"):
+    vizier_module.keras_values(space, {
+        'batch_norm': 'True', 'layers': 6.0, 'momentum': 0.75,
+        'activation': 'tanh'})
 
 
 def test_first_the_configuration_then_vizier_suggestions_each_completed(
