@@ -220,6 +220,36 @@ def test_a_second_oracle_of_the_same_study_resumes_it(vizier, settings,
   assert again.get_best_trials()[0].hyperparameters.values == POINTS[0]
 
 
+def test_a_retry_gets_back_the_trial_it_was_running(vizier, settings,
+                                                   tmp_path):
+  vizier.points = [dict(p) for p in POINTS]
+  first = _oracle(tmp_path / 'first', settings)
+  _run(first, 'tfx-tuner-workerpool1-0', 0.41)
+  lost = first.create_trial('tfx-tuner-workerpool1-0')  # the machine dies
+
+  again = _oracle(tmp_path / 'again', settings)
+  resumed = again.create_trial('tfx-tuner-workerpool1-0')
+  # Vizier hands the tuner its active trial again; no new point is used.
+  assert resumed.hyperparameters.values == lost.hyperparameters.values == (
+      POINTS[0])
+  assert vizier.points == [POINTS[1]]
+  again.update_trial(resumed.trial_id, {OBJECTIVE: 0.6})
+  resumed.status = 'COMPLETED'
+  again.end_trial(resumed)
+  study = vizier.calls('get_study')[0]['name']
+  assert vizier.calls('complete_trial')[-1]['name'] == f'{study}/trials/2'
+
+
+def test_a_retry_runs_the_configured_trial_it_lost(vizier, settings,
+                                                   tmp_path):
+  vizier.points = [dict(p) for p in POINTS]
+  _oracle(tmp_path / 'first', settings).create_trial('tuner0')  # dies
+
+  again = _oracle(tmp_path / 'again', settings)
+  assert again.create_trial('tuner0').hyperparameters.values == CONFIGURED
+  assert vizier.calls('suggest_trials') == []
+
+
 def test_the_study_is_named_after_the_tuner_execution():
   def fn_args(transform='gs://b/root/123/run-1/Transform_1/transform_graph',
               config=None, working_dir='/tmp'):
