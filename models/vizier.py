@@ -364,6 +364,7 @@ class VizierOracle(keras_tuner.Oracle):
       super().end_trial(trial)
     finally:
       self._report(self.trials[trial.trial_id])
+      self.save()  # with what the study has been told
 
   def _report(self, trial):
     """Completes the trial in the study once KerasTuner is done with it."""
