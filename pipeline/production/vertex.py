@@ -33,6 +33,7 @@ from tfx.extensions.google_cloud_ai_platform.tuner import executor as tuner_exec
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
+from models import vizier
 from pipeline import settings
 from pipeline.code_version import code_version
 from pipeline.config import Config, TrainerCluster
@@ -218,7 +219,9 @@ def tuner_custom_config(config: Config, image: str,
                         model_settings: Dict[str, Any]) -> Dict[str, Any]:
   """The Tuner's settings plus its flock of Vertex Training workers: one
   chief and parallel_trials - 1 workers, each running trials on a machine
-  of vertex.tuner (with its accelerators, if any)."""
+  of vertex.tuner (with its accelerators, if any); and who decides the
+  trials (vertex.tuner.service): with vizier, the project, region and
+  pipeline name of the Vizier study (models/vizier.py)."""
   vertex = config.vertex
   parallel = vertex.tuner.parallel_trials
   pools = [_worker_pool(vertex.tuner, image, 1)]
@@ -235,6 +238,9 @@ def tuner_custom_config(config: Config, image: str,
       },
       tuner_executor.REMOTE_TRIALS_WORKING_DIR_KEY: posixpath.join(
           config.paths.pipeline_root, 'tuner_trials'),
+      vizier.SETTINGS_KEY: vizier.tuner_settings(
+          vertex.tuner.service, vertex.project, vertex.region,
+          config.pipeline_name),
   }
 
 
