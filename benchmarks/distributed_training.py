@@ -13,16 +13,21 @@ its steady state: the steps of every epoch after the first (which also
 traces the step function) over their time, from the chief's epoch lines.
 
 The projection is arithmetic, not a measurement: from the one-worker step
-time measured here and the bytes a step all-reduces (the model's dense
-gradients, plus the embedding rows a step touches), for N workers of one
-Vertex machine each, with the global batch fixed (training.batch_size):
-    step(N) = compute(1) / N + ring all-reduce(N)
-    ring all-reduce(N) = 2 (N-1)/N * dense bytes / bandwidth
-                         + (N-1)/N * embedding bytes / bandwidth
-                         + 2 (N-1) * latency
-with the stated bandwidth and latency (Compute Engine's per-VM egress and a
-same-zone round trip). It ignores that a Vertex machine computes faster than
-this one, which favours more workers less.
+time measured here, the bytes a step sends (the model's dense gradients, plus
+the embedding rows a batch touches) and the collectives it launches (one pack
+of dense gradients, two all-gathers per embedding, the loss), for N workers
+of one Vertex machine each, with the global batch fixed
+(training.batch_size):
+    step(N) = compute(1) / N
+              + 2 (N-1)/N * dense bytes / bandwidth
+              + (N-1)/N * embedding bytes / bandwidth
+              + launches * 2 (N-1) * cost of one collective hop
+with Compute Engine's per-VM egress as the bandwidth and two costs of a hop:
+a same-zone network hop (50 us), and what a hop cost here between two local
+processes (the two-worker step beyond half a one-worker step, over its
+hops), which includes TensorFlow's gRPC collective overhead and the shared
+cores. It ignores that a Vertex machine computes faster than this one,
+which favours more workers less.
 
     .venv/bin/python benchmarks/distributed_training.py --config configs/local.yaml \
         --train-steps 500 --json benchmarks/out/distributed_training.json
@@ -36,6 +41,8 @@ import statistics
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -64,32 +71,61 @@ def steady_steps_per_second(chief_log: str) -> float:
   return sum(s for s, _ in steady) / sum(t for _, t in steady)
 
 
-def gradient_bytes(model_dir: str, batch_size: int):
-  """(dense gradient bytes, embedding rows' bytes a step sends per
-  replica): the trainable variables of the exported model; an embedding's
-  gradient is the rows of its looked-up ids, at most one per id a batch
-  holds (bounded here by the batch's sessions times the ids per session)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  model = tf.saved_model.load(model_dir)
-  dense = embedding = 0
-  for variable in model.trainable_variables:
-    size = variable.shape.num_elements() * variable.dtype.size
-    if 'embedding' in variable.name:
-      rows, width = variable.shape
-      embedding += min(rows, batch_size * 8) * width * variable.dtype.size
-    else:
-      dense += size
-  return dense, embedding
+def gradient_bytes(trainer: local_cluster.RecordedTrainer, batch_size: int):
+  """(dense gradient bytes, embedding rows' bytes of a whole batch, number of
+  embedding variables): the
+  trainable variables of the run's model, rebuilt with its hyperparameters
+  and vocabularies. An embedding's gradient is the rows of the ids it looked
+  up: at most its rows, and at most the batch's sessions times the ids a
+  session can hold (features.max_values_per_row)."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+  from models import hyperparameters, training  # pylint: disable=g-import-not-at-top
+  from models.model import build_model  # pylint: disable=g-import-not-at-top
+  settings = json.loads(trainer.exec_properties['custom_config'])
+  transform = tft.TFTransformOutput(trainer.inputs['transform_graph'][0].uri)
+  tuned = None
+  if trainer.inputs.get('hyperparameters'):
+    path = os.path.join(trainer.inputs['hyperparameters'][0].uri,
+                        'best_hyperparameters.txt')
+    with open(path, encoding='utf-8') as f:
+      tuned = json.load(f)
+  model = build_model(settings, training.vocabulary_sizes(settings, transform),
+                      hyperparameters.resolve(settings, tuned))
+  ids_per_session = settings['features']['max_values_per_row']
+  dense = embedding = embeddings = 0
+  for layer in model.layers:
+    for variable in layer.trainable_weights:
+      shape = [int(dim) for dim in variable.shape]
+      if isinstance(layer, keras.layers.Embedding):
+        rows = min(shape[0], batch_size * ids_per_session)
+        embedding += rows * shape[1] * 4
+        embeddings += 1
+      else:
+        dense += int(np.prod(shape)) * 4
+  return dense, embedding, embeddings
 
 
-def projection(step_seconds: float, dense: int, embedding: int, workers):
+def collectives_per_step(embeddings: int) -> int:
+  """Collective launches of one multi_worker_mirrored step: the dense
+  gradients in one pack, an all-gather of ids and one of rows per embedding
+  (tf.distribute's IndexedSlices all-reduce), and the loss."""
+  return 1 + 2 * embeddings + 1
+
+
+def projection(step_seconds: float, dense: int, embedding: int,
+               launches: int, launch_seconds: float, workers):
+  """Projected step time for N workers: compute split N ways, the ring's
+  bytes over BANDWIDTH, and `launches` collectives per step, each costing
+  launch_seconds per ring hop (2 (N-1) hops for an all-reduce, N-1 for an
+  all-gather; launches counted at 2 (N-1) to stay on the safe side)."""
   rows = []
   for n in workers:
     communication = 0.0
     if n > 1:
       communication = (2 * (n - 1) / n * dense / BANDWIDTH_BYTES_PER_S +
-                       (n - 1) * embedding / n / BANDWIDTH_BYTES_PER_S +
-                       2 * (n - 1) * HOP_LATENCY_S)
+                       (n - 1) / n * embedding / BANDWIDTH_BYTES_PER_S +
+                       launches * 2 * (n - 1) * launch_seconds)
     step = step_seconds / n + communication
     rows.append({'workers': n, 'step_ms': 1000 * step,
                  'communication_ms': 1000 * communication,
@@ -129,8 +165,12 @@ def main(argv=None) -> int:
               f'{speeds[workers][-1]:.2f} steps/s, '
               f'{wall[workers][-1]:.0f} s in all', flush=True)
   one, two = (statistics.median(speeds[n]) for n in (1, 2))
-  dense, embedding = gradient_bytes(trainer.model_dir,
-                                    config.training.batch_size)
+  dense, embedding, embeddings = gradient_bytes(trainer,
+                                                config.training.batch_size)
+  launches = collectives_per_step(embeddings)
+  # What one collective launch cost here, per ring hop: the two-worker step
+  # beyond half a one-worker step, over its launches (2 hops each).
+  local_launch = max(0.0, 1 / two - 1 / one / 2) / (launches * 2)
   result = {
       'train_steps': args.train_steps,
       'batch_size': config.training.batch_size,
@@ -139,8 +179,13 @@ def main(argv=None) -> int:
       'wall_seconds': {str(n): wall[n] for n in wall},
       'two_over_one': two / one,
       'dense_gradient_bytes': dense,
-      'embedding_bytes_per_replica': embedding,
-      'projection': projection(1 / one, dense, embedding, (1, 2, 4, 8)),
+      'embedding_bytes_per_step': embedding,
+      'collectives_per_step': launches,
+      'local_seconds_per_collective_hop': local_launch,
+      'projection_network': projection(1 / one, dense, embedding, launches,
+                                        HOP_LATENCY_S, (1, 2, 4, 8)),
+      'projection_local_overhead': projection(
+          1 / one, dense, embedding, launches, local_launch, (1, 2, 4, 8)),
   }
   print(json.dumps(result, indent=2))
   if args.json:

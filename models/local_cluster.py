@@ -22,6 +22,8 @@ from typing import Any, Dict, List
 import portpicker
 from tfx import types
 from tfx.extensions.google_cloud_ai_platform import training_clients
+# Imported so that artifacts read from ML Metadata get their standard classes.
+from tfx.types import standard_artifacts
 
 # What Vertex AI runs on each replica (pipeline/production/vertex.py).
 REPLICA_EXECUTOR = 'pipeline.components.trainer_executor.ReplicaExecutor'
@@ -86,7 +88,6 @@ def recorded_trainer(history, run) -> RecordedTrainer:
 
 def outputs_in(folder: str) -> Dict[str, List[types.Artifact]]:
   """The Trainer's output artifacts, in FOLDER/model and FOLDER/model_run."""
-  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
   model, model_run = standard_artifacts.Model(), standard_artifacts.ModelRun()
   model.uri = os.path.join(folder, 'model')
   model_run.uri = os.path.join(folder, 'model_run')
