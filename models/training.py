@@ -201,9 +201,8 @@ def run_fn(fn_args: FnArgs) -> None:
   batch_size = training['batch_size']
   train_batches, eval_batches = dataset_makers(fn_args, model_settings,
                                                transform_output)
-  evaluation = eval_batches(batch_size)
-  loss = training_loss(model_settings, hparams['loss'],
-                       train_batches(batch_size))
+  train, evaluation = train_batches(batch_size), eval_batches(batch_size)
+  loss = training_loss(model_settings, hparams['loss'], train)
   with strategy.scope():
     model = build_model(model_settings,
                         vocabulary_sizes(model_settings, transform_output),
@@ -214,7 +213,7 @@ def run_fn(fn_args: FnArgs) -> None:
       evaluation, eval_steps, training['early_stopping_patience']) + (
           run_callbacks(fn_args.model_run_dir, task))
   if training['distribution'] == distribution.NONE:
-    fit(model, train_batches(batch_size), evaluation, train_steps, eval_steps,
+    fit(model, train, evaluation, train_steps, eval_steps,
         callbacks=callbacks)
   else:
     strategy_training.fit(strategy, model, train_batches, batch_size,
