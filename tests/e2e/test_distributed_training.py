@@ -13,9 +13,8 @@ reference's test macro and micro F1. Two replicas see the same sessions per
 step, split differently and in another order, so the models differ a little:
 measured 0.0003 (macro) and 0.002 (micro) apart for multi_worker_mirrored; a
 parameter_server cluster with one worker applies the same updates in the same
-order, and scores the same to 4 decimals. A wrong gradient scale (the sum of
-the replicas' mean-loss gradients, as Keras 3's fit does) or unsharded input
-would move them further.
+order, and scores the same to 4 decimals. The tolerance catches a cluster
+that learns less or something else; it cannot see differences below 0.03.
 """
 
 import os
@@ -28,6 +27,8 @@ from sklearn.metrics import f1_score
 from lineage.history import History
 from models import local_cluster
 from pipeline import metadata_store
+
+pytestmark = pytest.mark.slow
 
 METRIC_TOLERANCE = 0.03
 
