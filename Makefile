@@ -131,19 +131,9 @@ run: data
 # (tests/collection_job/pytest.ini keeps them apart from tests/conftest.py,
 # which needs TensorFlow). Each must pass; pytest's exit code 5 (no test
 # collected) fails the target like any other failure.
-# The collection job's suite (Python 3.12, .venv-spark) runs alongside the main
-# one: the main suite leaves about a third of the two cores idle (its average
-# load is 1.3), and the job's suite fits in it. Each suite's exit code counts
-# (pytest's 5, no tests collected, fails too).
 test: $(INSTALLED) spark-env test-services
-	@log=$$(mktemp); \
-	PYTHONPATH=$(CURDIR) $(SPARK_PY) -m pytest -c tests/collection_job/pytest.ini \
-	    tests/collection_job >$$log 2>&1 & job=$$!; \
-	$(PY) -m pytest $(PYTEST_ARGS); main=$$?; \
-	wait $$job; collection=$$?; \
-	echo "==> the collection job's suite (.venv-spark), run alongside:"; \
-	cat $$log; rm -f $$log; \
-	test $$main -eq 0 && test $$collection -eq 0
+	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-collection-job
 
 test-collection-job: spark-env
 	@PYTHONPATH=$(CURDIR) $(SPARK_PY) -m pytest -c tests/collection_job/pytest.ini tests/collection_job
