@@ -106,7 +106,7 @@ def name_of(strategy: tf.distribute.Strategy) -> str:
   return NONE
 
 
-def tuner_strategy_for(distribution: str) -> tf.distribute.Strategy:
+def tuner_strategy_for(distribution: str) -> Optional[tf.distribute.Strategy]:
   """A Tuner trial's strategy: the devices of its own machine.
 
   The Tuner's machines each run their own trials (Vertex AI sets TF_CONFIG
@@ -114,7 +114,7 @@ def tuner_strategy_for(distribution: str) -> tf.distribute.Strategy:
   tunes with the machine's GPUs, mirrored, and trains with the cluster.
   """
   if distribution == NONE:
-    return tf.distribute.get_strategy()
+    return None  # KerasTuner's own default: no strategy at all
   return tf.distribute.MirroredStrategy()
 
 

@@ -1,6 +1,7 @@
 """The Trainer's run_fn: trains the multi-label model, picks its per-label
 decision thresholds on the eval split, and exports both."""
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -203,7 +204,9 @@ def run_fn(fn_args: FnArgs) -> None:
                                                transform_output)
   train, evaluation = train_batches(batch_size), eval_batches(batch_size)
   loss = training_loss(model_settings, hparams['loss'], train)
-  with strategy.scope():
+  # Without a strategy, no scope at all: exactly the one-machine Trainer.
+  with (strategy.scope() if training['distribution'] != distribution.NONE
+        else contextlib.nullcontext()):
     model = build_model(model_settings,
                         vocabulary_sizes(model_settings, transform_output),
                         hparams, loss=loss)

@@ -74,6 +74,7 @@ def test_parameter_server_without_a_cluster_says_what_to_configure(
 def test_a_tuner_trial_uses_the_devices_of_its_own_machine(name):
   assert isinstance(distribution.tuner_strategy_for(name),
                     tf.distribute.MirroredStrategy)
+  assert distribution.tuner_strategy_for('none') is None
 
 
 def test_the_global_batch_must_split_evenly_over_the_replicas():
