@@ -21,7 +21,7 @@ compute it, so train_steps means the same number of examples everywhere.
 import dataclasses
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Optional
 
 import tensorflow as tf
 
@@ -38,7 +38,6 @@ class Task:
   """This process's place in the cluster: (chief, 0) when there is none."""
   type: str = CHIEF
   index: int = 0
-  cluster: Optional[Dict[str, Any]] = None
 
   @property
   def is_chief(self) -> bool:
@@ -49,14 +48,6 @@ class Task:
   def name(self) -> str:
     return f'{self.type}-{self.index}'
 
-  @property
-  def num_workers(self) -> int:
-    """Replicas that compute steps: chief and workers."""
-    if not self.cluster:
-      return 1
-    return sum(len(self.cluster.get(job, ())) for job in (CHIEF, 'master',
-                                                          'worker'))
-
 
 def current_task() -> Task:
   """The task TF_CONFIG names, or the lone chief without a TF_CONFIG."""
@@ -65,12 +56,10 @@ def current_task() -> Task:
     tf_config = json.loads(raw)
   except json.JSONDecodeError as e:
     raise ValueError(f'TF_CONFIG is not JSON ({e}): {raw[:200]}') from None
-  cluster = tf_config.get('cluster') or None
-  if not cluster:
+  if not tf_config.get('cluster'):
     return Task()
   task = tf_config.get('task') or {}
-  return Task(type=task.get('type', CHIEF), index=int(task.get('index', 0)),
-              cluster=cluster)
+  return Task(type=task.get('type', CHIEF), index=int(task.get('index', 0)))
 
 
 def strategy_for(distribution: str) -> tf.distribute.Strategy:

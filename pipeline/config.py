@@ -42,7 +42,6 @@ ServingContainer = Literal['repairml', 'tf_serving']
 # data-parallel over a cluster; or asynchronous with parameter servers.
 Distribution = Literal['none', 'mirrored', 'multi_worker_mirrored',
                        'parameter_server']
-DISTRIBUTIONS = typing.get_args(Distribution)
 # Where the Tuner's search is decided: KerasTuner's Bayesian oracle, or
 # Vertex AI Vizier's Bayesian optimisation service (Vertex AI only).
 TunerService = Literal['keras_tuner', 'vizier']
@@ -66,6 +65,14 @@ class _Invalid(ValueError):
     super().__init__(problem)
     self.key = key
     self.problem = problem
+
+
+def _refuse_key(keys: Any, key: str, problem: str) -> Any:
+  """A section's raw keys, unless they hold `key`, which a configuration
+  used to have: then the error says what to write instead."""
+  if isinstance(keys, dict) and key in keys:
+    raise _Invalid((key,), problem)
+  return keys
 
 
 class _Section(pydantic.BaseModel):
@@ -383,11 +390,9 @@ class TrainerCluster(_Section):
   @model_validator(mode='before')
   @classmethod
   def _machine_type_moved(cls, keys: Any) -> Any:
-    if isinstance(keys, dict) and 'machine_type' in keys:
-      raise _Invalid(('machine_type',), 'moved: set vertex.trainer.chief.'
-                     'machine_type (and workers and parameter_servers for a '
-                     'cluster).')
-    return keys
+    return _refuse_key(keys, 'machine_type', 'moved: set vertex.trainer.'
+                       'chief.machine_type (and workers and parameter_servers '
+                       'for a cluster).')
 
   @field_validator('chief')
   @classmethod
@@ -442,13 +447,11 @@ class Endpoint(_Section):
   @model_validator(mode='before')
   @classmethod
   def _no_serving_image(cls, keys: Any) -> Any:
-    if isinstance(keys, dict) and 'serving_image' in keys:
-      raise _Invalid(('serving_image',), 'no longer read: the Pusher '
-                     'deploys the repairml serving image (vertex.'
-                     'serving_image) by default; for the prebuilt TF Serving '
-                     'image set serving_container: tf_serving and '
-                     'tf_serving_image.')
-    return keys
+    return _refuse_key(keys, 'serving_image', 'no longer read: the Pusher '
+                       'deploys the repairml serving image (vertex.'
+                       'serving_image) by default; for the prebuilt TF '
+                       'Serving image set serving_container: tf_serving and '
+                       'tf_serving_image.')
 
   @model_validator(mode='after')
   def _replica_range(self) -> 'Endpoint':
