@@ -193,6 +193,13 @@ def main(argv=None) -> int:
                       help='where the model, its run folder and the '
                       'replicas\' logs go')
   args = parser.parse_args(argv)
+  if min(args.workers, args.parameter_servers, args.train_steps) < 0:
+    parser.error('--workers, --parameter-servers and --train-steps must not '
+                 'be negative.')
+  if args.distribution == 'parameter_server' and not (
+      args.workers and args.parameter_servers):
+    parser.error('--distribution parameter_server needs --workers and '
+                 '--parameter-servers of at least 1 each.')
   try:
     config = load_config(args.config)
     history = History(metadata_store.open_store(config, read_only=True),
